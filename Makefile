@@ -1,0 +1,35 @@
+# The two README commands: `make run` (set up, then train `basic`) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+DATASET ?= mnist
+EPOCHS ?= 10
+# mlflow run starts `python -m aetrack ...`: put the venv first on PATH so that python is ours.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup run denoise test ui mlproject
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+run: setup
+	$(BIN)/mlflow run . -e basic --env-manager local --experiment-name aetrack \
+		-P dataset=$(DATASET) -P epochs=$(EPOCHS)
+
+denoise: setup
+	$(BIN)/mlflow run . -e denoise --env-manager local --experiment-name aetrack \
+		-P dataset=$(DATASET) -P epochs=$(EPOCHS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+ui: setup
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000
+
+mlproject:
+	$(PYTHON) -m aetrack.config > MLproject

@@ -1,0 +1,135 @@
+"""The `aetrack` command: a thin click layer over aetrack's core.
+
+Nothing here imports TensorFlow at module level, so `aetrack --help` and parameter errors are fast;
+each command imports the heavy modules it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from aetrack import __version__
+from aetrack.config import DEFAULT_EXPERIMENT, ENTRY_POINTS, ConfigError, TrainConfig, parse_value, training_params
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="aetrack")
+@click.option("--debug", is_flag=True, envvar="AETRACK_DEBUG", help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Train autoencoders with TensorFlow/Keras and track every run with MLflow."""
+
+
+@cli.group()
+def train() -> None:
+    """Train an autoencoder and track it as one MLflow run."""
+
+
+def _parse_option(ctx: click.Context, param: click.Parameter, raw):
+    if raw is None:
+        return None
+    try:
+        return parse_value(param.name, raw)
+    except ConfigError as exc:
+        raise click.BadParameter(
+            f"got {raw!r}; expected {exc.allowed}", ctx=ctx, param=param
+        ) from None
+
+
+def _check_dataset(ctx: click.Context, param: click.Parameter, raw):
+    value = _parse_option(ctx, param, raw)
+    if value is not None:
+        from aetrack.data import DataError, check_dataset_spec
+
+        try:
+            check_dataset_spec(value)
+        except DataError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+def _train_command(entry_point: str) -> click.Command:
+    """Build `aetrack train <entry_point>` with one option per TrainConfig field it takes."""
+
+    def run(experiment_name: str, **values) -> None:
+        from aetrack.train import train as run_training
+
+        given = {k: v for k, v in values.items() if v is not None}
+        config = TrainConfig(entry_point=entry_point, experiment_name=experiment_name, **given)
+        run_training(config)
+
+    params = []
+    for f in training_params(entry_point):
+        default = f.default if f.type != "bool" else str(f.default).lower()
+        params.append(
+            click.Option(
+                [f"--{f.name.replace('_', '-')}", f.name],
+                type=str,
+                default=None,
+                metavar=f.type.upper(),
+                callback=_check_dataset if f.name == "dataset" else _parse_option,
+                help=f"{f.metadata['help']}  [default: {default if default != '' else 'empty'}]",
+            )
+        )
+    params.append(
+        click.Option(
+            ["--experiment-name"],
+            default=DEFAULT_EXPERIMENT,
+            envvar="MLFLOW_EXPERIMENT_NAME",
+            show_default=True,
+            help="MLflow experiment (ignored under `mlflow run`, which picks its own).",
+        )
+    )
+    summary = {
+        "basic": "The seed's autoencoder: reconstruct clean images.",
+        "denoise": "A denoising autoencoder: noisy images in, clean images out.",
+    }[entry_point]
+    return click.Command(entry_point, callback=run, params=params, help=summary, short_help=summary)
+
+
+for _entry_point in ENTRY_POINTS:
+    train.add_command(_train_command(_entry_point))
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every error into one line on stderr and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("AETRACK_DEBUG", "") not in ("", "0", "false")
+    try:
+        code = cli.main(args=args, prog_name="aetrack", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aetrack: aborted", err=True)
+        code = EXIT_SIGINT
+    except click.BadParameter as exc:
+        name = exc.param.opts[0] if exc.param is not None and exc.param.opts else (exc.param_hint or "")
+        click.echo(f"aetrack: error: invalid {name}: {_one_line(exc.message)}", err=True)
+        code = EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"aetrack: error: {_one_line(exc.format_message())}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt as exc:
+        signal_number = getattr(exc, "signal_number", 2)
+        click.echo(f"aetrack: interrupted by {'SIGTERM' if signal_number == 15 else 'SIGINT'}", err=True)
+        code = EXIT_SIGTERM if signal_number == 15 else EXIT_SIGINT
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if debug:
+            traceback.print_exc()
+        code = EXIT_USAGE if isinstance(exc, ValueError) else EXIT_ERROR
+        text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        click.echo(f"aetrack: error: {_one_line(text)}", err=True)
+    sys.exit(code if isinstance(code, int) else 0)
+

@@ -1,0 +1,250 @@
+"""The one place where training parameters, their defaults and their rules live.
+
+`TrainConfig` holds the defaults; each field's metadata says which entry points take it and what
+values are allowed. The CLI options and the `MLproject` parameters are both generated from it, so
+they cannot drift (tests/test_config.py checks the file on disk).
+
+This module must stay free of TensorFlow and MLflow imports: the CLI validates with it before
+anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+ENTRY_POINTS = ("basic", "denoise")
+BOTH = ENTRY_POINTS
+DENOISE = ("denoise",)
+LOSSES = ("bce", "mse")
+KNOWN_DATASETS = ("mnist", "fashion_mnist")
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+DEFAULT_EXPERIMENT = "aetrack"
+
+
+class ConfigError(ValueError):
+    """A parameter value that is not allowed; the message names it, the value and the rule."""
+
+    def __init__(self, name: str, value: Any, allowed: str):
+        self.name = name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {name} {value!r}: expected {allowed}")
+
+
+# --- value rules --------------------------------------------------------------------------------
+# Each rule takes the parsed value and returns None when it is allowed, else the "expected ..." text.
+
+
+def _int_range(low: int, high: int) -> Callable[[int], str | None]:
+    def rule(value: int) -> str | None:
+        return None if low <= value <= high else f"an integer from {low} to {high}"
+
+    return rule
+
+
+def _float_range(low: float, high: float, low_open: bool = False) -> Callable[[float], str | None]:
+    def rule(value: float) -> str | None:
+        above = value > low if low_open else value >= low
+        if math.isfinite(value) and above and value <= high:
+            return None
+        return f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
+
+    return rule
+
+
+def _choice(*choices: str) -> Callable[[str], str | None]:
+    def rule(value: str) -> str | None:
+        return None if value in choices else "one of " + ", ".join(choices)
+
+    return rule
+
+
+def _model_prefix(value: str) -> str | None:
+    if value == "" or MODEL_NAME_PATTERN.match(value):
+        return None
+    return "empty (aetrack-<entry point>) or letters, digits, '.', '_', '-' (at most 100, no spaces)"
+
+
+def _digit_list(value: str) -> str | None:
+    if value == "":
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if all(len(p) == 1 and p.isdigit() for p in parts) and len(set(parts)) < 10:
+        return None
+    return "empty or comma-separated digits 0-9 (not all ten), e.g. '7' or '1,7'"
+
+
+def _dataset(value: str) -> str | None:
+    if value.strip() == "":
+        return "mnist, fashion_mnist or a path to a Keras-layout .npz file"
+    return None
+
+
+def _param(default: Any, help: str, check: Callable | None = None, entry_points=BOTH) -> Any:
+    return field(default=default, metadata={"help": help, "check": check, "entry_points": entry_points})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Defaults are the seed tutorial's settings."""
+
+    epochs: int = _param(10, "Training epochs.", _int_range(1, 100_000))
+    batch_size: int = _param(64, "Images per training step.", _int_range(1, 65_536))
+    code_size: int = _param(64, "Size of the encoder's code (the bottleneck).", _int_range(1, 4096))
+    learning_rate: float = _param(0.001, "Adam learning rate.", _float_range(0.0, 10.0, low_open=True))
+    loss: str = _param("bce", "Training loss: bce (binary cross-entropy) or mse.", _choice(*LOSSES))
+    train_samples: int = _param(30000, "Training images used (the first N).", _int_range(1, 10_000_000))
+    test_samples: int = _param(100, "Test images used (the first N).", _int_range(1, 10_000_000))
+    seed: int = _param(0, "Seed for weights, noise and image samples.", _int_range(0, 2**31 - 1))
+    dataset: str = _param(
+        "mnist", "mnist, fashion_mnist, or a path to a Keras-layout .npz file.", _dataset
+    )
+    noise_factor: float = _param(
+        0.4, "Gaussian noise scale added to inputs (then clipped to [0, 1]).",
+        _float_range(0.0, 5.0), DENOISE,
+    )
+    init_model: str = _param(
+        "", "Model URI (runs:/..., models:/..., or a .keras file) to start from; empty: fresh weights.",
+        None, DENOISE,
+    )
+    exclude_digits: str = _param(
+        "", "Comma-separated labels left out of training, e.g. '7' (for anomaly detection).",
+        _digit_list,
+    )
+    image_samples: int = _param(8, "Test images shown in per-epoch reconstruction images.", _int_range(1, 64))
+    image_every: int = _param(1, "Log images every N epochs; 0 turns per-epoch images off.", _int_range(0, 100_000))
+    register: bool = _param(True, "Register the trained models in the MLflow model registry.")
+    model_prefix: str = _param(
+        "", "Registered model name prefix; empty means aetrack-<entry point>.", _model_prefix
+    )
+    steps_per_execution: int = _param(
+        1, "Training steps per compiled call (same math, less Python overhead).", _int_range(1, 10_000)
+    )
+    entry_point: str = field(default="basic", metadata={"check": _choice(*ENTRY_POINTS)})
+    experiment_name: str = field(default=DEFAULT_EXPERIMENT, metadata={"check": None})
+
+    def validated(self) -> "TrainConfig":
+        """Return self after checking every field; raise ConfigError naming the first bad one."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, _python_type(f)) or (isinstance(value, bool) and f.type != "bool"):
+                raise ConfigError(f.name, value, _type_text(f))
+            check = f.metadata.get("check")
+            problem = check(value) if check else None
+            if problem:
+                raise ConfigError(f.name, value, problem)
+        return self
+
+    @property
+    def registered_prefix(self) -> str:
+        return self.model_prefix or f"aetrack-{self.entry_point}"
+
+    @property
+    def excluded_digits(self) -> tuple[int, ...]:
+        if not self.exclude_digits:
+            return ()
+        return tuple(sorted({int(p) for p in self.exclude_digits.split(",")}))
+
+    def params(self) -> dict[str, Any]:
+        """The values logged as MLflow params: every field that applies to this entry point."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if self.entry_point in f.metadata.get("entry_points", ENTRY_POINTS)
+        }
+
+
+def training_params(entry_point: str) -> list[dataclasses.Field]:
+    """The fields an entry point exposes as CLI options and MLproject parameters, in order."""
+    return [
+        f for f in dataclasses.fields(TrainConfig)
+        if "entry_points" in f.metadata and entry_point in f.metadata["entry_points"]
+    ]
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _python_type(f: dataclasses.Field) -> type | tuple[type, ...]:
+    kind = _TYPES[f.type]
+    return (int, float) if kind is float else kind
+
+
+def _type_text(f: dataclasses.Field) -> str:
+    return {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false"}[f.type]
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_value(name: str, raw: str) -> Any:
+    """Parse one command-line string into the field's type and check it; raise ConfigError."""
+    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    text = raw.strip()
+    try:
+        if f.type == "int":
+            value: Any = int(text)
+        elif f.type == "float":
+            value = float(text)
+        elif f.type == "bool":
+            lowered = text.lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError
+            value = lowered in _TRUE
+        else:
+            value = raw
+    except ValueError:
+        check = f.metadata.get("check")
+        allowed = _type_text(f)
+        if check is not None:
+            # Reuse the rule's wording ("an integer from 1 to ...") by asking it about a bad value.
+            hint = check(-(10**12)) if f.type in ("int", "float") else None
+            allowed = hint or allowed
+        raise ConfigError(name, raw, allowed) from None
+    check = f.metadata.get("check")
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(name, raw, problem)
+    return value
+
+
+def mlproject_type(f: dataclasses.Field) -> str:
+    return {"int": "int", "float": "float", "str": "string", "bool": "string"}[f.type]
+
+
+def mlproject_default(f: dataclasses.Field) -> str:
+    if f.type == "bool":
+        return "true" if f.default else "false"
+    return str(f.default)
+
+
+def render_mlproject() -> str:
+    """The MLproject file's text, generated from TrainConfig (run `python -m aetrack.config`)."""
+    lines = [
+        "# Generated by `python -m aetrack.config > MLproject` from aetrack/config.py; do not edit.",
+        "name: aetrack",
+        "",
+        "conda_env: conda.yaml",
+        "",
+        "entry_points:",
+    ]
+    for name, entry_point in (("main", "basic"), ("basic", "basic"), ("denoise", "denoise")):
+        fields = training_params(entry_point)
+        lines.append(f"  {name}:")
+        lines.append("    parameters:")
+        for f in fields:
+            default = mlproject_default(f)
+            quoted = '""' if default == "" else default
+            lines.append(f"      {f.name}: {{type: {mlproject_type(f)}, default: {quoted}}}")
+        options = " ".join(f"--{f.name.replace('_', '-')} {{{f.name}}}" for f in fields)
+        lines.append(f"    command: \"python -m aetrack train {entry_point} {options}\"")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_mlproject(), end="")

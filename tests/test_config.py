@@ -1,0 +1,80 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from aetrack.config import ConfigError, TrainConfig, parse_value, render_mlproject, training_params
+from tests.conftest import REPO
+
+
+def test_defaults_are_the_seed_tutorials():
+    c = TrainConfig()
+    assert (c.epochs, c.batch_size, c.code_size, c.learning_rate, c.loss) == (10, 64, 64, 0.001, "bce")
+    assert (c.train_samples, c.test_samples, c.seed, c.dataset) == (30000, 100, 0, "mnist")
+    assert c.noise_factor == 0.4 and c.init_model == ""
+
+
+def test_mlproject_on_disk_is_generated_from_config():
+    on_disk = (REPO / "MLproject").read_text()
+    assert on_disk == render_mlproject(), "MLproject drifted; regenerate: python -m aetrack.config > MLproject"
+
+
+@pytest.mark.parametrize("entry_point,mlproject_name", [("basic", "main"), ("basic", "basic"), ("denoise", "denoise")])
+def test_mlproject_parameters_match_cli_options(entry_point, mlproject_name):
+    from aetrack.cli import train
+
+    spec = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"][mlproject_name]
+    command = train.commands[entry_point]
+    options = {p.name: p for p in command.params if p.name != "experiment_name"}
+    assert set(spec["parameters"]) == set(options)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for name, param in spec["parameters"].items():
+        expected_type = {"int": "int", "float": "float", "str": "string", "bool": "string"}[fields[name].type]
+        assert param["type"] == expected_type, name
+        default = fields[name].default
+        assert str(param["default"]).lower() == str(default).lower(), name
+        # Every parameter is passed through to the CLI option of the same name.
+        assert f"--{name.replace('_', '-')} {{{name}}}" in spec["command"]
+
+
+def test_noise_params_only_for_denoise():
+    basic = {f.name for f in training_params("basic")}
+    denoise = {f.name for f in training_params("denoise")}
+    assert denoise - basic == {"noise_factor", "init_model"}
+
+
+@pytest.mark.parametrize(
+    "name,raw,value",
+    [("epochs", "3", 3), ("learning_rate", "1e-3", 0.001), ("register", "False", False),
+     ("register", "true", True), ("loss", "mse", "mse"), ("exclude_digits", "1,7", "1,7")],
+)
+def test_parse_value_accepts(name, raw, value):
+    assert parse_value(name, raw) == value
+
+
+@pytest.mark.parametrize(
+    "name,raw,allowed",
+    [("epochs", "0", "integer from 1"), ("epochs", "ten", "integer from 1"), ("batch_size", "-5", "integer"),
+     ("learning_rate", "0", "> 0"), ("learning_rate", "nan", "> 0"), ("noise_factor", "-0.1", ">= 0"),
+     ("noise_factor", "100", "<= 5"), ("loss", "hinge", "bce, mse"), ("register", "maybe", "true or false"),
+     ("model_prefix", "has space", "letters"), ("exclude_digits", "12", "digits 0-9")],
+)
+def test_parse_value_rejects_with_the_rule(name, raw, allowed):
+    with pytest.raises(ConfigError) as info:
+        parse_value(name, raw)
+    assert name in str(info.value) and repr(raw) in str(info.value) and allowed in str(info.value)
+
+
+def test_validated_rejects_wrong_types():
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs="10").validated()
+    with pytest.raises(ConfigError, match="entry_point"):
+        TrainConfig(entry_point="vae").validated()
+
+
+def test_params_and_prefix():
+    c = TrainConfig(entry_point="denoise", exclude_digits="7,1")
+    assert c.params()["noise_factor"] == 0.4
+    assert "noise_factor" not in TrainConfig().params()
+    assert c.registered_prefix == "aetrack-denoise"
+    assert c.excluded_digits == (1, 7)

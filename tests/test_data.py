@@ -1,0 +1,105 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from aetrack.data import DataError, check_dataset_spec, load_dataset
+from tests.conftest import synthetic_digits, write_npz
+
+
+def test_loads_keras_layout_and_flattens(tiny_npz):
+    data = load_dataset(str(tiny_npz), train_samples=100, test_samples=10)
+    assert data.x_train.shape == (100, 784) and data.x_test.shape == (10, 784)
+    assert data.x_train.dtype == np.float32 and 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    with np.load(tiny_npz) as npz:
+        np.testing.assert_allclose(data.x_train[0], npz["x_train"][0].reshape(784) / 255.0)
+        np.testing.assert_array_equal(data.y_test, npz["y_test"][:10])
+    assert data.name == "tiny"
+
+
+def test_hash_covers_the_arrays_used(tiny_npz):
+    a = load_dataset(str(tiny_npz), 100, 10)
+    assert a.sha256 == load_dataset(str(tiny_npz), 100, 10).sha256
+    assert a.sha256 != load_dataset(str(tiny_npz), 101, 10).sha256
+    assert len(a.sha256) == 64 and int(a.sha256, 16) >= 0
+    with np.load(tiny_npz) as npz:
+        h = hashlib.sha256()
+        for k, n in (("x_train", 100), ("y_train", 100), ("x_test", 10), ("y_test", 10)):
+            h.update(np.ascontiguousarray(npz[k][:n]).tobytes())
+    assert a.sha256 == h.hexdigest()
+
+
+def test_exclude_digits_removes_them_from_training_only(tiny_npz):
+    data = load_dataset(str(tiny_npz), 100, 64, exclude_digits=(3, 7))
+    assert not np.isin(data.y_train, [3, 7]).any()
+    assert np.isin(data.y_test, [3, 7]).any()
+
+
+def _bad(tmp_path, **overrides):
+    return str(write_npz(tmp_path / "bad.npz", n_train=20, n_test=5, **overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"x_train": None}, "missing arrays x_train"),
+        ({"x_train": np.zeros((20, 784), np.uint8)}, "shape (20, 784); expected (n, 28, 28)"),
+        ({"x_train": np.zeros((20, 28, 28), np.float32)}, "dtype float32; expected uint8"),
+        ({"x_test": np.full((5, 28, 28), 300, np.int32)}, "values 300..300; expected pixel values 0..255"),
+        ({"x_test": np.full((5, 28, 28), -1, np.int16)}, "values -1..-1"),
+        ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros(0, np.uint8)}, "empty"),
+        ({"y_train": np.zeros(7, np.uint8)}, "y_train has shape (7,); expected (20,)"),
+        ({"y_test": np.zeros(5, np.float64)}, "expected integer labels"),
+    ],
+)
+def test_rejects_bad_layouts(tmp_path, overrides, message):
+    with pytest.raises(DataError) as info:
+        load_dataset(_bad(tmp_path, **overrides), 10, 5)
+    assert message in str(info.value)
+
+
+def test_rejects_bad_paths(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        check_dataset_spec(str(tmp_path / "missing.npz"))
+    with pytest.raises(DataError, match="is a directory"):
+        check_dataset_spec(str(tmp_path))
+    text = tmp_path / "x.npz"
+    text.write_text("not a zip")
+    with pytest.raises(DataError, match="not an .npz"):
+        load_dataset(str(text), 1, 1)
+    check_dataset_spec("mnist")  # named datasets pass the cheap check
+
+
+def test_rejects_pickled_object_arrays(tmp_path):
+    path = tmp_path / "obj.npz"
+    x, y = synthetic_digits(4, 0)
+    np.savez(path, x_train=np.array([object()] * 4, dtype=object), y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match="numeric arrays"):
+        load_dataset(str(path), 1, 1)
+
+
+def test_more_samples_than_exist(tiny_npz):
+    with pytest.raises(DataError, match="train_samples 5000: .* has only 256 training images"):
+        load_dataset(str(tiny_npz), 5000, 5)
+    with pytest.raises(DataError, match="test_samples 65"):
+        load_dataset(str(tiny_npz), 5, 65)
+    with pytest.raises(DataError, match="after exclude_digits=1"):
+        load_dataset(str(tiny_npz), 256, 5, exclude_digits=(1,))
+
+
+def test_offline_download_error_is_one_clear_line(monkeypatch, tmp_path):
+    # Keras downloads to $KERAS_HOME; point it at an empty dir and make the network fail at once.
+    import urllib.request
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", 10, 10)
+    text = str(info.value)
+    assert "could not download dataset 'mnist'" in text and "--dataset /path/to/mnist.npz" in text
+    assert "\n" not in text

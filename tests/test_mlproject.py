@@ -1,0 +1,47 @@
+"""The real `mlflow run` command on this project, with the current environment."""
+
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, subprocess_env
+
+
+def mlflow_run(entry_point, tmp_path, npz, *params, experiment="aetrack"):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        sys.executable, "-m", "mlflow", "run", str(REPO), "-e", entry_point, "--env-manager", "local",
+        "--experiment-name", experiment, "-P", f"dataset={npz}", "-P", "epochs=2", "-P", "train_samples=128",
+        "-P", "test_samples=16", "-P", "code_size=8", "-P", "register=false", *params,
+    ]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=subprocess_env(uri))
+    return out, MlflowClient(uri)
+
+
+@pytest.mark.parametrize("entry_point", ["basic", "denoise", "main"])
+def test_mlflow_run_entry_points(tmp_path, tiny_npz, entry_point):
+    params = ["-P", "noise_factor=0.3"] if entry_point == "denoise" else []
+    out, client = mlflow_run(entry_point, tmp_path, tiny_npz, *params)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = client.search_runs([client.get_experiment_by_name("aetrack").experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    expected = "denoise" if entry_point == "denoise" else "basic"
+    assert run.data.tags["aetrack.entry_point"] == expected
+    assert run.data.params["epochs"] == "2" and run.data.params["code_size"] == "8"
+    for key in ("loss", "val_loss"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
+    assert {"test_bce", "test_mse"} <= set(run.data.metrics)
+    if entry_point == "denoise":
+        assert run.data.params["noise_factor"] == "0.3"
+
+
+def test_mlflow_run_bad_parameter_fails_the_run(tmp_path, tiny_npz):
+    out, client = mlflow_run("basic", tmp_path, tiny_npz, "-P", "batch_size=zero")
+    assert out.returncode != 0
+    assert "aetrack: error: invalid --batch-size: got 'zero'" in out.stderr
+    runs = client.search_runs([client.get_experiment_by_name("aetrack").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

@@ -1,0 +1,103 @@
+"""train(config) against a real SQLite tracking store, read back through MlflowClient."""
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from aetrack import __version__
+from aetrack.train import train
+
+
+def _history(client, run_id, key):
+    return sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+
+
+def test_basic_run_is_fully_tracked(tracking, tiny_config):
+    result = train(tiny_config(epochs=3))
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "aetrack"
+
+    # Every config value is a param.
+    params = run.data.params
+    assert params["epochs"] == "3" and params["batch_size"] == "32" and params["code_size"] == "16"
+    assert params["loss"] == "bce" and params["learning_rate"] == "0.001" and params["seed"] == "0"
+    assert params["register"] == "false" and "noise_factor" not in params
+
+    tags = run.data.tags
+    assert tags["aetrack.entry_point"] == "basic" and tags["aetrack.version"] == __version__
+    assert tags["aetrack.dataset"] == "tiny" and len(tags["aetrack.dataset_sha256"]) == 64
+    assert {"tensorflow.version", "keras.version", "mlflow.version"} <= set(tags)
+    assert run.info.run_name == result.run_name == "basic-tiny-c16-bce-e3-b32-lr0.001-s0"
+
+    # One point per epoch at steps 1..3, equal to what Keras reported.
+    for key in ("loss", "val_loss", "epoch_seconds", "samples_per_second"):
+        points = _history(client, result.run_id, key)
+        assert [p.step for p in points] == [1, 2, 3], key
+    logged_loss = [p.value for p in _history(client, result.run_id, "loss")]
+    np.testing.assert_allclose(logged_loss, result.history["loss"], rtol=1e-6)
+    assert logged_loss[-1] < logged_loss[0]
+    for p in _history(client, result.run_id, "samples_per_second"):
+        assert p.value > 0
+
+    # Final metrics, recomputed independently from the returned model.
+    assert set(result.metrics) >= {"test_bce", "test_mse"}
+    for key, value in result.metrics.items():
+        assert run.data.metrics[key] == pytest.approx(value)
+    from aetrack.data import load_dataset
+
+    data = load_dataset(tiny_config().dataset, 256, 32)
+    predicted = result.model(data.x_test, training=False).numpy()
+    assert run.data.metrics["test_mse"] == pytest.approx(float(np.mean((predicted - data.x_test) ** 2)), rel=1e-5)
+    # val_loss is BCE on the same test images.
+    assert run.data.metrics["test_bce"] == pytest.approx(result.history["val_loss"][-1], rel=1e-3)
+
+
+def test_same_seed_same_result(tracking, tiny_config):
+    a = train(tiny_config(epochs=1))
+    b = train(tiny_config(epochs=1))
+    c = train(tiny_config(epochs=1, seed=5))
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
+    assert a.history["loss"] != pytest.approx(c.history["loss"], rel=1e-5)
+
+
+def test_denoise_learns_noisy_to_clean(tracking, tiny_config):
+    result = train(tiny_config(entry_point="denoise", epochs=3, noise_factor=0.3, loss="mse"))
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.params["noise_factor"] == "0.3" and run.data.params["init_model"] == ""
+    assert run.data.tags["aetrack.entry_point"] == "denoise"
+    assert "-n0.3-" in run.info.run_name
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_experiment_name_and_env_run(tracking, tiny_config, monkeypatch):
+    result = train(tiny_config(epochs=1, experiment_name="mine"))
+    client = MlflowClient()
+    assert client.get_experiment(result.experiment_id).name == "mine"
+
+    # Under `mlflow run`, MLFLOW_RUN_ID names an existing run: train() must fill that one in.
+    existing = client.create_run(client.create_experiment("outer"))
+    monkeypatch.setenv("MLFLOW_RUN_ID", existing.info.run_id)
+    inner = train(tiny_config(epochs=1))
+    assert inner.run_id == existing.info.run_id
+    assert client.get_run(existing.info.run_id).info.status == "FINISHED"
+
+
+def test_failure_marks_run_failed(tracking, tiny_config):
+    with pytest.raises(ValueError, match="init_model"):
+        train(tiny_config(entry_point="denoise", init_model=str(tracking_model_with_other_code_size())))
+    runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("aetrack").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "init_model" in runs[0].data.tags["aetrack.failure"]
+
+
+def tracking_model_with_other_code_size():
+    import tempfile
+    from pathlib import Path
+
+    from aetrack.models import build_dense_autoencoder
+
+    path = Path(tempfile.mkdtemp()) / "other.keras"
+    build_dense_autoencoder(3).save(path)
+    return path
