@@ -99,6 +99,42 @@ for _entry_point in ENTRY_POINTS:
     train.add_command(_train_command(_entry_point))
 
 
+@cli.command()
+@click.argument("run_ids_args", metavar="[RUN_ID]...", nargs=-1)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
+              help="Compare every run of this experiment (ignored when run ids are given).")
+@click.option("--runs", "run_ids", multiple=True, metavar="ID",
+              help="Compare these runs (repeat, separate by commas, or list ids after it).")
+@click.option("--metric", default="test_bce", show_default=True,
+              help="Rank by this final metric; psnr/ssim/auc/gain higher is better, others lower.")
+@click.option("--output", default=".", show_default=True, help="Directory for loss_curves.png.")
+def compare(run_ids_args: tuple[str, ...], experiment: str, run_ids: tuple[str, ...], metric: str,
+            output: str) -> None:
+    """Rank runs by a metric in a table and overlay their val_loss curves in loss_curves.png."""
+    from aetrack.compare import compare as compare_runs
+
+    ids = list(dict.fromkeys(i for raw in (*run_ids, *run_ids_args) for i in raw.replace(",", " ").split()))
+    table, png = compare_runs(experiment, ids, metric, output)
+    click.echo(table)
+    click.echo(f"wrote {png}")
+
+
+@cli.command()
+@click.option("--model", "model_uri", required=True, metavar="URI",
+              help="Model URI (runs:/..., models:/...) or a .keras file.")
+@click.option("--input", "input_path", required=True, metavar="FILE",
+              help=".npy of images: (n, 28, 28) or (n, 784), uint8 0..255 or floats in [0, 1].")
+@click.option("--output", "output_path", default="scores.npy", show_default=True, metavar="FILE",
+              help="Where to write the (n,) float32 per-image errors (.npy).")
+def score(model_uri: str, input_path: str, output_path: str) -> None:
+    """Write each image's reconstruction error (MSE): higher means less like the training data."""
+    from aetrack.scoring import score as score_images
+
+    errors = score_images(model_uri, input_path, output_path)
+    click.echo(f"wrote {len(errors)} scores to {output_path} (mean {errors.mean():.5f}, "
+               f"min {errors.min():.5f}, max {errors.max():.5f})")
+
+
 def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 

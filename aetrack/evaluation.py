@@ -1,11 +1,35 @@
-"""Final test-set metrics, computed in numpy from the model's outputs."""
+"""Final test-set metrics, computed in numpy from the model's outputs.
+
+Images are flattened (n, 784) floats in [0, 1]. Per-image metrics (PSNR, SSIM) are computed image
+by image and then averaged, so one blank image cannot dominate the mean the way it would if the
+MSE were pooled first.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
+
+from aetrack.data import IMAGE_SIDE
 
 # Keras clips probabilities to [eps, 1 - eps] inside binary cross-entropy; do the same.
 _EPSILON = 1e-7
+
+# PSNR of a perfect reconstruction (MSE 0) is infinite; MLflow cannot plot infinity and one perfect
+# image would make the mean infinite, so each image's PSNR is capped here (= MSE 1e-10 at max 1).
+PSNR_CAP_DB = 100.0
+
+# tf.image.ssim's defaults: 11x11 Gaussian window, sigma 1.5, k1 0.01, k2 0.03, VALID padding.
+_SSIM_FILTER_SIZE = 11
+_SSIM_FILTER_SIGMA = 1.5
+_SSIM_K1 = 0.01
+_SSIM_K2 = 0.03
+
+# The denoiser's robustness curve: PSNR of its output at these input noise factors.
+ROBUSTNESS_NOISE_FACTORS = (0.2, 0.4, 0.6)
+
+Reconstruct = Callable[[np.ndarray], np.ndarray]
 
 
 def binary_crossentropy(target: np.ndarray, predicted: np.ndarray) -> float:
@@ -18,9 +42,134 @@ def mean_squared_error(target: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean((target.astype(np.float64) - predicted.astype(np.float64)) ** 2))
 
 
+def per_image_mse(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Mean squared error of each image, shape (n,): the anomaly score of `aetrack score`."""
+    diff = target.reshape(len(target), -1).astype(np.float64) - predicted.reshape(len(predicted), -1)
+    return np.mean(diff**2, axis=1)
+
+
+def per_image_psnr(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0) -> np.ndarray:
+    """PSNR in dB of each image, `10 * log10(max_val**2 / mse)`, capped at PSNR_CAP_DB."""
+    mse = per_image_mse(target, predicted)
+    with np.errstate(divide="ignore"):
+        psnr = 10.0 * np.log10(max_val**2 / mse)
+    return np.minimum(psnr, PSNR_CAP_DB)
+
+
+def psnr(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0) -> float:
+    """Mean over images of the per-image PSNR (dB)."""
+    return float(np.mean(per_image_psnr(target, predicted, max_val)))
+
+
+def per_image_ssim(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0) -> np.ndarray:
+    """SSIM of each 28x28 image, shape (n,); the same formula and defaults as `tf.image.ssim`."""
+    x = target.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.float64)
+    y = predicted.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.float64)
+    kernel = _gaussian_kernel(_SSIM_FILTER_SIZE, _SSIM_FILTER_SIGMA)
+
+    def local_mean(images: np.ndarray) -> np.ndarray:
+        windows = np.lib.stride_tricks.sliding_window_view(images, kernel.shape, axis=(1, 2))
+        return np.einsum("nijkl,kl->nij", windows, kernel)
+
+    c1 = (_SSIM_K1 * max_val) ** 2
+    c2 = (_SSIM_K2 * max_val) ** 2
+    mean_x, mean_y = local_mean(x), local_mean(y)
+    num0 = 2.0 * mean_x * mean_y
+    den0 = mean_x**2 + mean_y**2
+    luminance = (num0 + c1) / (den0 + c1)
+    contrast_structure = (2.0 * local_mean(x * y) - num0 + c2) / (local_mean(x**2 + y**2) - den0 + c2)
+    return np.mean(luminance * contrast_structure, axis=(1, 2))
+
+
+def ssim(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0) -> float:
+    """Mean over images of the per-image SSIM (1.0 for identical images)."""
+    return float(np.mean(per_image_ssim(target, predicted, max_val)))
+
+
+def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """tf.image.ssim's window: a normalised 2-D Gaussian, the outer product of two 1-D ones."""
+    coords = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-0.5 * coords**2 / sigma**2)
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """ROC-AUC of `scores` for the boolean `positives` (Mann-Whitney U; ties count one half)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positives = np.asarray(positives, dtype=bool).ravel()
+    if scores.shape != positives.shape:
+        raise ValueError(f"roc_auc: {len(scores)} scores but {len(positives)} labels; expected as many")
+    n_pos = int(positives.sum())
+    n_neg = len(positives) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"roc_auc: {n_pos} positives and {n_neg} negatives; expected at least one of each")
+    # 1-based ranks, tied scores sharing the average of the ranks they span.
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = average_rank[inverse]
+    u = ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
 def reconstruction_metrics(target: np.ndarray, predicted: np.ndarray, prefix: str = "test") -> dict[str, float]:
     """`<prefix>_bce` and `<prefix>_mse` of predicted images against the clean targets."""
     return {
         f"{prefix}_bce": binary_crossentropy(target, predicted),
         f"{prefix}_mse": mean_squared_error(target, predicted),
     }
+
+
+def image_quality_metrics(target: np.ndarray, predicted: np.ndarray, prefix: str = "test") -> dict[str, float]:
+    """`<prefix>_psnr` (dB) and `<prefix>_ssim` of predicted images against the clean targets."""
+    return {f"{prefix}_psnr": psnr(target, predicted), f"{prefix}_ssim": ssim(target, predicted)}
+
+
+def final_metrics(
+    reconstruct: Reconstruct,
+    clean: np.ndarray,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    entry_point: str,
+    seed: int,
+    excluded_digits: tuple[int, ...] = (),
+) -> dict[str, float]:
+    """Every end-of-run metric of one model on the test images.
+
+    `inputs` are what the model saw during validation (the noisy images for `denoise`), `clean`
+    the targets. Names are the same for every entry point; `denoise` adds the noisy input's own
+    PSNR/SSIM, `psnr_gain_db` and `test_psnr_noise_<factor>`; a run that excluded digits adds
+    `anomaly_auc` (excluded digits vs the rest, scored by the per-image error on the clean images)
+    and `test_mse_digit_<d>` for each digit in the test images.
+    """
+    from aetrack.noise import add_noise
+
+    predicted = reconstruct(inputs)
+    metrics = reconstruction_metrics(clean, predicted)
+    metrics.update(image_quality_metrics(clean, predicted))
+    if entry_point == "denoise":
+        metrics.update(image_quality_metrics(clean, inputs, prefix="noisy"))
+        metrics["psnr_gain_db"] = metrics["test_psnr"] - metrics["noisy_psnr"]
+        for i, factor in enumerate(ROBUSTNESS_NOISE_FACTORS):
+            # Fresh noise: seeds seed and seed + 1 are the run's training and validation noise.
+            noisy = add_noise(clean, factor, seed + 2 + i)
+            metrics[f"test_psnr_noise_{factor:g}"] = psnr(clean, reconstruct(noisy))
+    if excluded_digits:
+        metrics.update(anomaly_metrics(reconstruct, clean, labels, excluded_digits))
+    return metrics
+
+
+def anomaly_metrics(
+    reconstruct: Reconstruct, clean: np.ndarray, labels: np.ndarray, excluded_digits: tuple[int, ...]
+) -> dict[str, float]:
+    """`anomaly_auc` and `test_mse_digit_<d>` from the per-image error on clean test images.
+
+    The score is what `aetrack score` writes: MSE between an image and its reconstruction. The
+    AUC is left out when the test images hold only excluded digits or none of them.
+    """
+    errors = per_image_mse(clean, reconstruct(clean))
+    metrics = {f"test_mse_digit_{d}": float(errors[labels == d].mean()) for d in np.unique(labels)}
+    positives = np.isin(labels, excluded_digits)
+    if 0 < positives.sum() < len(positives):
+        metrics["anomaly_auc"] = roc_auc(errors, positives)
+    return metrics

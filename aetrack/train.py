@@ -222,10 +222,13 @@ def _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val)
 
 
 def _evaluate(model, config: TrainConfig, dataset: Dataset, x_val: np.ndarray) -> dict[str, float]:
-    from aetrack.evaluation import reconstruction_metrics
+    from aetrack.evaluation import final_metrics
 
-    predicted = model(x_val, training=False).numpy()
-    return reconstruction_metrics(dataset.x_test, predicted)
+    def reconstruct(images: np.ndarray) -> np.ndarray:
+        return model(images, training=False).numpy()
+
+    return final_metrics(reconstruct, dataset.x_test, x_val, dataset.y_test, config.entry_point,
+                         config.seed, config.excluded_digits)
 
 
 # --- console -----------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""`aetrack compare` as a real subprocess against three real runs in a temporary SQLite store."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from aetrack.train import train
+from tests.conftest import subprocess_env
+
+
+def aetrack(*args, uri, cwd):
+    return subprocess.run([sys.executable, "-m", "aetrack", *args], capture_output=True, text=True,
+                          timeout=120, env=subprocess_env(uri), cwd=cwd)
+
+
+@pytest.fixture
+def three_runs(tracking, tiny_config):
+    """Three finished runs that differ in epochs and code size, plus one FAILED run with no metrics."""
+    results = [train(tiny_config(epochs=e, code_size=c, seed=s))
+               for e, c, s in ((1, 4, 0), (3, 16, 1), (2, 8, 2))]
+    client = MlflowClient()
+    empty = client.create_run(results[0].experiment_id, run_name="crashed")
+    client.set_terminated(empty.info.run_id, "FAILED")
+    return results, empty.info.run_id
+
+
+def _table_rows(stdout, results):
+    """The table lines naming one of the runs, in printed order, as (marked best, run name)."""
+    names = {r.run_name for r in results}
+    rows = []
+    for line in stdout.splitlines():
+        cells = line.split()
+        if not cells:
+            continue
+        best = cells[0] == "*"
+        name = cells[1] if best else cells[0]
+        if name in names:
+            rows.append((best, name, line))
+    return rows
+
+
+def test_compare_ranks_runs_and_plots_their_curves(three_runs, tracking, tmp_path):
+    results, crashed_id = three_runs
+    out = aetrack("compare", "--metric", "test_bce", "--output", str(tmp_path / "cmp"), uri=tracking, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+
+    client = MlflowClient()
+    logged = {r.run_name: client.get_run(r.run_id).data.metrics for r in results}
+    expected = sorted(logged, key=lambda name: logged[name]["test_bce"])  # lower is better
+    rows = _table_rows(out.stdout, results)
+    assert [name for _, name, _ in rows] == expected
+    assert [best for best, _, _ in rows] == [True, False, False]
+    for _, name, line in rows:
+        run = next(r for r in results if r.run_name == name)
+        assert run.run_id in line and f"{logged[name]['test_bce']:.4f}" in line
+        assert f"{logged[name]['test_psnr']:.4f}" in line and "basic" in line
+    assert "run" in out.stdout.splitlines()[0] and "test_ssim" in out.stdout.splitlines()[0]
+    assert f"best by test_bce (lower is better): {expected[0]}" in out.stdout
+    assert "skipped 1 run(s) without test_bce: crashed" in out.stdout
+
+    # Higher is better for PSNR: the order follows the logged PSNR, largest first.
+    out = aetrack("compare", "--metric", "test_psnr", "--output", str(tmp_path / "cmp"), uri=tracking, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    by_psnr = sorted(logged, key=lambda name: -logged[name]["test_psnr"])
+    assert [name for _, name, _ in _table_rows(out.stdout, results)] == by_psnr
+
+    import matplotlib.image
+
+    image = matplotlib.image.imread(tmp_path / "cmp" / "loss_curves.png")
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+    rgb = image[..., :3].reshape(-1, 3)
+    assert rgb.std() > 0.05 and len(np.unique(rgb, axis=0)) > 20  # curves and legend, not blank
+
+    a, b, _ = (r.run_id for r in results)
+    # `--runs A B`, repeated `--runs`, and comma lists all select the same runs.
+    for args in (["--runs", a, b], ["--runs", a, "--runs", b], ["--runs", f"{a},{b}"]):
+        out = aetrack("compare", *args, "--output", str(tmp_path), uri=tracking, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        names = [name for _, name, _ in _table_rows(out.stdout, results)]
+        assert sorted(names) == sorted([results[0].run_name, results[1].run_name])
+    assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+
+
+def _logged_runs():
+    """Two runs made straight through the client: one with test_bce and val_loss, one without."""
+    from mlflow.entities import Metric
+
+    client = MlflowClient()
+    experiment_id = client.create_experiment("aetrack")
+    good = client.create_run(experiment_id, run_name="logged").info.run_id
+    client.log_batch(good, metrics=[Metric("val_loss", 0.3 - 0.1 * s, 0, s) for s in (1, 2)]
+                     + [Metric("test_bce", 0.1, 0, 2)])
+    client.set_terminated(good)
+    crashed = client.create_run(experiment_id, run_name="crashed").info.run_id
+    client.set_terminated(crashed, "FAILED")
+    return good, crashed
+
+
+def test_compare_errors_are_one_line(tracking, tmp_path):
+    good, crashed = _logged_runs()
+    (tmp_path / "file.txt").write_text("x")
+    cases = [
+        (["--experiment", "nope"], "invalid --experiment 'nope': no such experiment at tracking URI"),
+        (["--runs", "0123456789abcdef"], "invalid --runs: unknown run id '0123456789abcdef'"),
+        (["--metric", "psnr_gain_db"], "invalid --metric 'psnr_gain_db': none of the 2 runs logged it; "
+                                       "expected one of test_bce, val_loss"),
+        (["--runs", good, crashed], f"invalid --runs: runs without metric 'test_bce': {crashed} (crashed)"),
+    ]
+    for args, expected in cases:
+        out = aetrack("compare", *args, "--output", str(tmp_path / "out"), uri=tracking, cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("aetrack: error: ") and expected in lines[0], out.stderr
+        assert not (tmp_path / "out").exists()  # nothing written
+    out = aetrack("compare", "--output", str(tmp_path / "file.txt"), uri=tracking, cwd=tmp_path)
+    assert out.returncode == 2 and "invalid --output" in out.stderr and "is a file" in out.stderr
+    assert (tmp_path / "file.txt").read_text() == "x"
+
+
+def test_compare_does_not_import_tensorflow(tracking, tmp_path):
+    _logged_runs()
+    code = (
+        "import sys; from aetrack.cli import main\n"
+        f"try:\n    main(['compare', '--output', {str(tmp_path)!r}])\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('HEAVY', [m for m in ('tensorflow', 'keras') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=subprocess_env(tracking), cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout and "logged" in out.stdout
+    assert (tmp_path / "loss_curves.png").exists()
