@@ -67,6 +67,12 @@ def score(model_uri: str, input_path: str, output_path: str) -> np.ndarray:
     out_dir = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(out_dir):
         raise ScoreInputError(f"invalid --output {output_path!r}: directory {out_dir!r} does not exist")
+    is_uri = "://" in model_uri or model_uri.startswith(("runs:/", "models:/"))
+    if not is_uri and not os.path.exists(model_uri):
+        raise ScoreInputError(
+            f"invalid --model {model_uri!r}: no such file; expected a model URI (runs:/..., models:/...) "
+            "or a .keras file"
+        )
     images = read_images_npy(input_path)  # before loading the model: bad input fails in a second
 
     from aetrack.registry import load_model

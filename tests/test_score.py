@@ -1,0 +1,70 @@
+"""`aetrack score` as a real subprocess: per-image reconstruction errors of a trained model."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aetrack.train import train
+from tests.conftest import subprocess_env, synthetic_digits
+
+
+def aetrack(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "aetrack", *args], capture_output=True, text=True,
+                          timeout=120, env=subprocess_env(), cwd=cwd)
+
+
+@pytest.fixture
+def saved_model(tracking, tiny_config, tmp_path):
+    result = train(tiny_config(epochs=2))
+    path = tmp_path / "m.keras"
+    result.model.save(path)
+    return result.model, path
+
+
+def test_score_writes_per_image_mse(saved_model, tmp_path):
+    model, path = saved_model
+    images, _ = synthetic_digits(10, seed=7)
+    np.save(tmp_path / "digits.npy", images)  # uint8 (10, 28, 28)
+    out = aetrack("score", "--model", str(path), "--input", "digits.npy", "--output", "scores.npy", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "wrote 10 scores to scores.npy" in out.stdout
+
+    scores = np.load(tmp_path / "scores.npy")
+    x = images.reshape(10, 784).astype(np.float32) / 255.0
+    expected = np.mean((model(x, training=False).numpy() - x) ** 2, axis=1)
+    assert scores.shape == (10,) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert len(np.unique(scores)) == 10 and np.all(scores > 0)
+
+    # The same images as (n, 784) floats in [0, 1] give the same scores.
+    np.save(tmp_path / "floats.npy", x)
+    out = aetrack("score", "--model", str(path), "--input", "floats.npy", "--output", "f.npy", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), scores, rtol=1e-5)
+
+
+def test_score_errors_are_one_line(saved_model, tmp_path):
+    _, path = saved_model
+    np.save(tmp_path / "good.npy", np.zeros((2, 28, 28), np.uint8))
+    np.save(tmp_path / "shape.npy", np.zeros((2, 27, 27), np.uint8))
+    np.save(tmp_path / "range.npy", np.full((2, 784), 1.5, np.float32))
+    (tmp_path / "fake.keras").write_text("not a model")
+    cases = [
+        (["--input", "missing.npy"], "invalid --input 'missing.npy': no such file"),
+        (["--input", "shape.npy"], "invalid --input 'shape.npy': shape (2, 27, 27); expected (n, 28, 28) or (n, 784)"),
+        (["--input", "range.npy"], "invalid --input 'range.npy': float values 1.5..1.5; expected finite floats in [0, 1]"),
+        (["--input", "good.npy", "--model", "nope.keras"], "invalid --model 'nope.keras': no such file"),
+        (["--input", "good.npy", "--model", "fake.keras"], "invalid --model 'fake.keras': could not load it"),
+        (["--input", "good.npy", "--output", "scores.txt"], "invalid --output 'scores.txt': expected a path ending in .npy"),
+    ]
+    for args, expected in cases:
+        model_args = [] if "--model" in args else ["--model", str(path)]
+        out = aetrack("score", *model_args, *args, cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        # Once TensorFlow is imported it may log start-up lines of its own; aetrack's is one line.
+        lines = [line for line in out.stderr.strip().splitlines() if line.startswith("aetrack")]
+        assert len(lines) == 1 and lines[0].startswith("aetrack: error: ") and expected in lines[0], out.stderr
+        assert out.stderr.strip().splitlines()[-1] == lines[0]
+        assert not list(tmp_path.glob("scores*"))  # nothing written
