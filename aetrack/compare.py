@@ -55,6 +55,7 @@ def compare_runs(experiment: str, run_ids: list[str], metric: str, client=None) 
     """
     from mlflow.tracking import MlflowClient
 
+    _check_store_exists()
     client = client or MlflowClient()
     if run_ids:
         runs = [_get_run(client, run_id) for run_id in run_ids]
@@ -106,6 +107,16 @@ def _experiment_runs(client, experiment: str) -> list:
     return runs
 
 
+def _check_store_exists() -> None:
+    """Refuse a SQLite store that does not exist: opening it would create an empty one."""
+    uri = _tracking_uri()
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        raise CompareError(
+            f"no tracking store at {uri} (no such file); expected MLFLOW_TRACKING_URI to point at "
+            "the store holding the runs, or to run in the directory with its mlflow.db"
+        )
+
+
 def _tracking_uri() -> str:
     import mlflow
 
@@ -150,6 +161,7 @@ def plot_loss_curves(comparison: Comparison, output_dir: str, client=None) -> st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     from mlflow.tracking import MlflowClient
 
     client = client or MlflowClient()
@@ -163,8 +175,9 @@ def plot_loss_curves(comparison: Comparison, output_dir: str, client=None) -> st
             # Same-named runs (same settings) would be indistinguishable: add the id's start.
             label = run.name if names.count(run.name) == 1 else f"{run.name} ({run.run_id[:8]})"
             axes.plot([p.step for p in points], [p.value for p in points], marker="o", markersize=3, label=label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are epoch numbers
         axes.set_xlabel("epoch")
-        axes.set_ylabel("val_loss")
+        axes.set_ylabel("val_loss (each run's own loss, on the test images)")
         axes.set_title("val_loss per epoch")
         axes.grid(True, alpha=0.3)
         if axes.lines:

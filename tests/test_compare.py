@@ -115,6 +115,11 @@ def test_compare_errors_are_one_line(tracking, tmp_path):
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("aetrack: error: ") and expected in lines[0], out.stderr
         assert not (tmp_path / "out").exists()  # nothing written
+    # A store that does not exist is reported, not created empty.
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    out = aetrack("compare", uri=missing, cwd=tmp_path)
+    assert out.returncode == 2 and f"aetrack: error: no tracking store at {missing}" in out.stderr
+    assert not (tmp_path / "none.db").exists()
     out = aetrack("compare", "--output", str(tmp_path / "file.txt"), uri=tracking, cwd=tmp_path)
     assert out.returncode == 2 and "invalid --output" in out.stderr and "is a file" in out.stderr
     assert (tmp_path / "file.txt").read_text() == "x"
