@@ -99,7 +99,7 @@ for _entry_point in ENTRY_POINTS:
     train.add_command(_train_command(_entry_point))
 
 
-@cli.command()
+@cli.command(short_help="Rank runs by a metric; overlay their val_loss curves.")
 @click.argument("run_ids_args", metavar="[RUN_ID]...", nargs=-1)
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
               help="Compare every run of this experiment (ignored when run ids are given).")
@@ -119,7 +119,7 @@ def compare(run_ids_args: tuple[str, ...], experiment: str, run_ids: tuple[str, 
     click.echo(f"wrote {png}")
 
 
-@cli.command()
+@cli.command(short_help="Write per-image reconstruction errors (anomaly scores).")
 @click.option("--model", "model_uri", required=True, metavar="URI",
               help="Model URI (runs:/..., models:/...) or a .keras file.")
 @click.option("--input", "input_path", required=True, metavar="FILE",
