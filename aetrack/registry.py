@@ -217,7 +217,7 @@ def promote(name: str, version: int | None = None, if_better: bool = False) -> P
     previous = champion.version if champion is not None else None
     if champion is not None and champion.version == chosen.version:
         return Promotion(name, chosen.version, previous, False, f"version {chosen.version} already is the champion")
-    reason = f"version {chosen.version} promoted"
+    reason = f"version {chosen.version} promoted" + (" (no champion yet)" if champion is None else "")
     if if_better and champion is not None:
         new, old = _compared_metric(client, chosen), _compared_metric(client, champion)
         if not new < old:
