@@ -62,6 +62,9 @@ def tracking(tmp_path, monkeypatch) -> str:
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # mlflow.set_registry_uri() also exports MLFLOW_REGISTRY_URI (and never unsets it): scope it here
+    # so child processes of later tests do not register into this test's store.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
@@ -119,7 +122,7 @@ def registered_store(tmp_path_factory, tiny_npz):
 
     folder = tmp_path_factory.mktemp("registered")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID")}
     cwd = os.getcwd()
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ.pop("MLFLOW_RUN_ID", None)
@@ -132,13 +135,13 @@ def registered_store(tmp_path_factory, tiny_npz):
         results = [train(TrainConfig(epochs=1, **common)), train(TrainConfig(epochs=4, **common))]
     finally:
         os.chdir(cwd)
-        for key, value in saved.items():
+        mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")
+        for key, value in saved.items():  # after set_*_uri(""), which write these variables
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        mlflow.set_tracking_uri("")
-        mlflow.set_registry_uri("")
     return types.SimpleNamespace(uri=uri, folder=folder, prefix="aetrack-test", results=results, dataset=tiny_npz)
 
 
@@ -148,6 +151,7 @@ def registered(registered_store, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_store.uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registered_store.uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.chdir(registered_store.folder)
     mlflow.set_tracking_uri(registered_store.uri)
