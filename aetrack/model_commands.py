@@ -32,9 +32,17 @@ def promote(name: str, version: int | None, if_better: bool) -> None:
 
 
 def _model_options(function):
-    function = click.option("--output", "-o", required=True, help="Where to write the result.")(function)
-    function = click.option("--input", "-i", "inputs", multiple=True, required=True, help=_INPUT_HELP)(function)
-    return click.option("--model", "-m", "model_uri", required=True, help=_MODEL_HELP)(function)
+    # Checked in _require rather than with required=True, so a missing one reads like any other error.
+    function = click.option("--output", "-o", help="Where to write the result.  [required]")(function)
+    function = click.option("--input", "-i", "inputs", multiple=True, help=_INPUT_HELP + "  [required]")(function)
+    return click.option("--model", "-m", "model_uri", help=_MODEL_HELP + "  [required]")(function)
+
+
+def _require(model_uri, inputs, output) -> None:
+    for option, value, expected in (("--model", model_uri, "a model URI"), ("--input", inputs, "an input file"),
+                                    ("--output", output, "an output file")):
+        if not value:
+            raise click.BadParameter(f"missing; expected {expected} (see --help)", param_hint=option)
 
 
 @click.command()
@@ -43,6 +51,7 @@ def encode(model_uri: str, inputs: tuple[str, ...], output: str) -> None:
     """Write the codes of images to --output (.npy, float32 (N, code_size))."""
     from aetrack import inference
 
+    _require(model_uri, inputs, output)
     images = inference.read_images(inputs)
     inference.check_output(output, (".npy",))
     model = _load(model_uri)
@@ -74,6 +83,7 @@ def denoise(model_uri: str, inputs: tuple[str, ...], output: str, grid: str | No
 def _run_image_model(model_uri, inputs, output, grid, add_noise, seed) -> None:
     from aetrack import inference
 
+    _require(model_uri, inputs, output)
     images = inference.read_images(inputs)
     suffix = inference.check_output(output, (".npy", ".png"))
     if grid is not None:
