@@ -98,6 +98,11 @@ def _train_command(entry_point: str) -> click.Command:
 for _entry_point in ENTRY_POINTS:
     train.add_command(_train_command(_entry_point))
 
+from aetrack.model_commands import MODEL_COMMANDS  # noqa: E402 - promote, encode, reconstruct, denoise
+
+for _command in MODEL_COMMANDS:
+    cli.add_command(_command)
+
 
 @cli.command(short_help="Rank runs by a metric; overlay their val_loss curves.")
 @click.argument("run_ids_args", metavar="[RUN_ID]...", nargs=-1)

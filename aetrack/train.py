@@ -60,7 +60,9 @@ def train(config: TrainConfig) -> TrainResult:
 
         metrics = _evaluate(model, config, dataset, x_val)
         mlflow.log_metrics(metrics, step=config.epochs)
-        versions: dict[str, str] = {}
+        from aetrack.registry import log_and_register
+
+        versions = log_and_register(model, config, run_id, dataset.sha256, metrics)  # last: only after success
     result = TrainResult(
         run_id=run_id,
         experiment_id=run.info.experiment_id,

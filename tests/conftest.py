@@ -62,6 +62,9 @@ def tracking(tmp_path, monkeypatch) -> str:
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # mlflow.set_registry_uri() also exports MLFLOW_REGISTRY_URI (and never unsets it): scope it here
+    # so child processes of later tests do not register into this test's store.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
@@ -100,3 +103,59 @@ def subprocess_env(tracking_uri: str | None = None) -> dict[str, str]:
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return env
+
+
+@pytest.fixture(scope="session")
+def registered_store(tmp_path_factory, tiny_npz):
+    """One SQLite store holding two finished, registered `basic` runs (code size 8), shared by the
+    registry, inference and serving tests so they train once. Tests enter it with `registered`.
+
+    Run 1 trains 1 epoch, run 2 trains 4 (lower test_bce); run 2's versions are the `candidate`s.
+    Returns a namespace: uri, folder, prefix, results (TrainResult of run 1 and 2), dataset.
+    """
+    import types
+
+    import mlflow
+
+    from aetrack.config import TrainConfig
+    from aetrack.train import train
+
+    folder = tmp_path_factory.mktemp("registered")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID")}
+    cwd = os.getcwd()
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    os.chdir(folder)  # artifacts (./mlruns) go next to the store
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        common = dict(batch_size=32, code_size=8, train_samples=256, test_samples=32, dataset=str(tiny_npz),
+                      image_samples=4, register=True, model_prefix="aetrack-test")
+        results = [train(TrainConfig(epochs=1, **common)), train(TrainConfig(epochs=4, **common))]
+    finally:
+        os.chdir(cwd)
+        mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")
+        for key, value in saved.items():  # after set_*_uri(""), which write these variables
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return types.SimpleNamespace(uri=uri, folder=folder, prefix="aetrack-test", results=results, dataset=tiny_npz)
+
+
+@pytest.fixture
+def registered(registered_store, monkeypatch):
+    """Enter `registered_store`: its tracking URI for this process and children, cwd its folder."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_store.uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registered_store.uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(registered_store.folder)
+    mlflow.set_tracking_uri(registered_store.uri)
+    mlflow.set_registry_uri(registered_store.uri)
+    yield registered_store
+    mlflow.set_tracking_uri("")
+    mlflow.set_registry_uri("")
