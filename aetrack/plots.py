@@ -1,0 +1,125 @@
+"""End-of-run figures, logged under `figures/` in the run's artifacts.
+
+Figures are built with matplotlib's object API on an Agg canvas and never through pyplot, so no
+GUI backend is ever imported and no window can open, whatever MPLBACKEND says, and no figure
+outlives its function (nothing global to close). matplotlib is imported here only, at the end of
+a run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from aetrack.data import IMAGE_SIDE
+from aetrack.images import sample_indices
+
+FIGURE_DIR = "figures"
+DENOISE_LEVELS = (0.2, 0.4, 0.6)
+DPI = 100
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure drawn by the Agg (file-only) renderer."""
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def reconstructions_figure(rows: list[tuple[str, np.ndarray]]) -> Figure:
+    """The seed's figure: one titled row of 28x28 images per (title, (n, 784) images) pair."""
+    n = len(rows[0][1])
+    figure = new_figure(max(1.4 * n, 4.0), 1.7 * len(rows))
+    axes = figure.subplots(len(rows), n, squeeze=False)
+    for r, (title, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(images[c].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0.0, vmax=1.0)
+            ax.set_axis_off()
+            if c == 0:
+                ax.set_title(title, loc="left", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def loss_curves_figure(history: dict[str, list[float]]) -> Figure:
+    """`loss` and `val_loss` against the 1-based epoch number."""
+    figure = new_figure(6.0, 4.0)
+    ax = figure.subplots()
+    for key in ("loss", "val_loss"):
+        values = history.get(key) or []
+        if values:
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("Training and validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def pca_2d(codes: np.ndarray) -> np.ndarray:
+    """Project (n, d) codes onto their first two principal components (zeros where there are fewer)."""
+    centred = codes.astype(np.float64) - codes.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ components[:2].T
+    if projected.shape[1] < 2:
+        projected = np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))
+    return projected
+
+
+def latent_map_figure(codes: np.ndarray, labels: np.ndarray | None = None) -> Figure:
+    """The codes projected to 2-D by PCA, coloured by label with a legend (plain points without labels)."""
+    points = pca_2d(codes)
+    figure = new_figure(6.5, 5.5)
+    ax = figure.subplots()
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.7)
+    else:
+        for i, label in enumerate(np.unique(labels)):
+            chosen = labels == label
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.7, color=f"C{i % 10}", label=str(label))
+        ax.legend(title="label", markerscale=2, fontsize=8, loc="best")
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title(f"Codes of {len(codes)} test images (PCA to 2-D)")
+    figure.tight_layout()
+    return figure
+
+
+def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.ndarray,
+                      history: dict[str, list[float]]) -> list[str]:
+    """Log figures/reconstructions.png, loss_curves.png, latent_map.png (and, for `denoise`,
+    denoise_levels.png); return their artifact paths. `inputs` are the test images the model was
+    validated on (noisy for `denoise`)."""
+    from aetrack.noise import add_noise
+
+    sample = sample_indices(len(dataset.x_test), config.image_samples, config.seed)
+    originals = dataset.x_test[sample]
+    outputs = model(inputs[sample], training=False).numpy()
+    if config.entry_point == "denoise":
+        rows = [("noisy input", inputs[sample]), ("denoised", outputs), ("original", originals)]
+    else:
+        rows = [("original", originals), ("reconstructed", outputs)]
+    codes = model.get_layer("encoder")(inputs, training=False).numpy()
+    figures = {
+        "reconstructions.png": reconstructions_figure(rows),
+        "loss_curves.png": loss_curves_figure(history),
+        "latent_map.png": latent_map_figure(codes, dataset.y_test),
+    }
+    if config.entry_point == "denoise":
+        level_rows = [("original", originals)]
+        for level in DENOISE_LEVELS:
+            # The validation noise's seed, so the configured level's row matches the run's images.
+            noisy = add_noise(dataset.x_test, level, config.seed + 1)[sample]
+            level_rows += [(f"noise {level:g}", noisy), (f"denoised ({level:g})", model(noisy, training=False).numpy())]
+        figures["denoise_levels.png"] = reconstructions_figure(level_rows)
+    paths = []
+    for name, figure in figures.items():
+        path = f"{FIGURE_DIR}/{name}"
+        client.log_figure(run_id, figure, path)
+        figure.clear()
+        paths.append(path)
+    return paths
