@@ -16,7 +16,7 @@ from aetrack.data import IMAGE_SIDE
 
 PAD = 2
 PAD_VALUE = 128
-CODES_PER_ROW = 8
+IMAGES_PER_ROW = 8  # samples side by side before the reconstruction grid wraps
 # The seed shows the 64-number code as a 4x16 image; other sizes use the most square shape.
 SEED_CODE_SHAPES = {64: (4, 16)}
 # Code tiles are enlarged to about an MNIST tile's size so a code's pixels can be seen.
@@ -50,10 +50,22 @@ def tile_grid(tiles: np.ndarray) -> np.ndarray:
     return grid
 
 
-def image_rows_grid(*rows: np.ndarray) -> np.ndarray:
-    """Each argument is one row of flattened (n, 784) images in [0, 1]; row i's tiles share column i."""
-    stacked = np.stack([np.asarray(row).reshape(-1, IMAGE_SIDE, IMAGE_SIDE) for row in rows])
-    return tile_grid(to_uint8(stacked))
+def image_rows_grid(*rows: np.ndarray, per_row: int = IMAGES_PER_ROW) -> np.ndarray:
+    """Each argument is one row of flattened (n, 784) images in [0, 1]; row i's tiles share column i.
+
+    More than `per_row` samples wrap into further bands of the same rows (samples per_row.. in
+    grid rows len(rows).. and so on), so the grid stays viewable in the MLflow UI's thumbnails;
+    unused slots in the last band are left grey.
+    """
+    stacked = to_uint8(np.stack([np.asarray(row).reshape(-1, IMAGE_SIDE, IMAGE_SIDE) for row in rows]))
+    n_rows, n = stacked.shape[:2]
+    cols = min(per_row, n)
+    bands = math.ceil(n / cols)
+    tiles = np.full((n_rows, bands * cols, IMAGE_SIDE, IMAGE_SIDE), PAD_VALUE, np.uint8)
+    tiles[:, :n] = stacked
+    # (rows, bands, cols) -> (bands, rows, cols): band b's row r is grid row b * n_rows + r.
+    tiles = tiles.reshape(n_rows, bands, cols, IMAGE_SIDE, IMAGE_SIDE).transpose(1, 0, 2, 3, 4)
+    return tile_grid(tiles.reshape(bands * n_rows, cols, IMAGE_SIDE, IMAGE_SIDE))
 
 
 def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
@@ -88,18 +100,25 @@ def code_scale(codes: np.ndarray) -> float:
     return CODE_SCALE_HEADROOM * largest if largest > 0 else 1.0
 
 
-def latent_codes_grid(codes: np.ndarray, scale: float, per_row: int = CODES_PER_ROW) -> np.ndarray:
+def codes_per_row(n_codes: int, tile_height: int, tile_width: int) -> int:
+    """Codes side by side in the latent-code grid: enough to make the grid roughly square (wide
+    4x16 codes stack in one column for 8 samples), so the UI's thumbnail stays legible."""
+    return max(1, min(n_codes, round(math.sqrt(n_codes * (tile_height + PAD) / (tile_width + PAD)))))
+
+
+def latent_codes_grid(codes: np.ndarray, scale: float) -> np.ndarray:
     """(n, code_size) codes -> one image: each code reshaped by `code_shape`, 0 -> black and
     `scale` -> white (the same `scale` every epoch, so frames compare), enlarged by `code_zoom`,
-    `per_row` codes to a row in sample order; unused slots in the last row are left grey."""
+    `codes_per_row` codes to a row in sample order; unused slots in the last row are left grey."""
     codes = np.asarray(codes, dtype=np.float32)
     n, size = codes.shape
     rows, cols = code_shape(size)
     zoom = code_zoom(rows, cols)
+    h, w = rows * zoom, cols * zoom
     pixels = to_uint8(codes / np.float32(scale)).reshape(n, rows, cols)
     pixels = pixels.repeat(zoom, axis=1).repeat(zoom, axis=2)
-    grid_cols = min(per_row, n)
+    grid_cols = codes_per_row(n, h, w)
     grid_rows = math.ceil(n / grid_cols)
-    tiles = np.full((grid_rows * grid_cols, rows * zoom, cols * zoom), PAD_VALUE, np.uint8)
+    tiles = np.full((grid_rows * grid_cols, h, w), PAD_VALUE, np.uint8)
     tiles[:n] = pixels
-    return tile_grid(tiles.reshape(grid_rows, grid_cols, rows * zoom, cols * zoom))
+    return tile_grid(tiles.reshape(grid_rows, grid_cols, h, w))

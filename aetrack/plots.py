@@ -11,13 +11,15 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from aetrack.data import IMAGE_SIDE
-from aetrack.images import sample_indices
+from aetrack.images import PAD, image_rows_grid, sample_indices
 
 FIGURE_DIR = "figures"
 DENOISE_LEVELS = (0.2, 0.4, 0.6)
 DPI = 100
+FIGURE_IMAGES_PER_ROW = 10  # as in the seed's figure
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -27,23 +29,26 @@ def new_figure(width: float, height: float) -> Figure:
     return figure
 
 
-def reconstructions_figure(rows: list[tuple[str, np.ndarray]]) -> Figure:
-    """The seed's figure: one titled row of 28x28 images per (title, (n, 784) images) pair."""
-    n = len(rows[0][1])
-    figure = new_figure(max(1.4 * n, 4.0), 1.7 * len(rows))
-    axes = figure.subplots(len(rows), n, squeeze=False)
-    for r, (title, images) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.imshow(images[c].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0.0, vmax=1.0)
-            ax.set_axis_off()
-            if c == 0:
-                ax.set_title(title, loc="left", fontsize=10)
-    figure.tight_layout()
+def reconstructions_figure(rows: list[tuple[str, np.ndarray]], per_row: int = FIGURE_IMAGES_PER_ROW) -> Figure:
+    """The seed's figure: one titled row of 28x28 images per (title, (n, 784) images) pair; more
+    than `per_row` samples wrap into further bands of the same rows. Drawn as one image of the
+    per-epoch grid (`image_rows_grid`) with the titles on the left: one axes, not one per digit,
+    so even the denoise figure's 7 x 10 digits render in a fraction of a second."""
+    grid = image_rows_grid(*(images for _, images in rows), per_row=per_row)
+    n_grid_rows = (grid.shape[0] - PAD) // (IMAGE_SIDE + PAD)
+    figure = new_figure(1.5 + grid.shape[1] / 25, 0.3 + grid.shape[0] / 25)
+    ax = figure.subplots()
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([PAD + r * (IMAGE_SIDE + PAD) + IMAGE_SIDE / 2 for r in range(n_grid_rows)])
+    ax.set_yticklabels([rows[r % len(rows)][0] for r in range(n_grid_rows)])
+    ax.tick_params(axis="y", length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     return figure
 
 
-def loss_curves_figure(history: dict[str, list[float]]) -> Figure:
+def loss_curves_figure(history: dict[str, list[float]], loss_name: str = "loss") -> Figure:
     """`loss` and `val_loss` against the 1-based epoch number."""
     figure = new_figure(6.0, 4.0)
     ax = figure.subplots()
@@ -52,7 +57,8 @@ def loss_curves_figure(history: dict[str, list[float]]) -> Figure:
         if values:
             ax.plot(range(1, len(values) + 1), values, marker="o", label=key)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(loss_name)
     ax.set_title("Training and validation loss")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -106,7 +112,7 @@ def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.nd
     codes = model.get_layer("encoder")(inputs, training=False).numpy()
     figures = {
         "reconstructions.png": reconstructions_figure(rows),
-        "loss_curves.png": loss_curves_figure(history),
+        "loss_curves.png": loss_curves_figure(history, config.loss),
         "latent_map.png": latent_map_figure(codes, dataset.y_test),
     }
     if config.entry_point == "denoise":
@@ -119,7 +125,8 @@ def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.nd
     paths = []
     for name, figure in figures.items():
         path = f"{FIGURE_DIR}/{name}"
-        client.log_figure(run_id, figure, path)
+        # bbox_inches='tight' keeps long row titles inside the picture.
+        client.log_figure(run_id, figure, path, save_kwargs={"bbox_inches": "tight"})
         figure.clear()
         paths.append(path)
     return paths

@@ -55,24 +55,39 @@ def test_reconstruction_grid_geometry_and_pixels():
     assert three.shape == (3 * SIDE + 4 * PAD, 5 * SIDE + 6 * PAD)
 
 
+def test_many_samples_wrap_into_bands_of_eight():
+    rng = np.random.default_rng(1)
+    noisy, denoised, clean = (rng.random((10, 784), dtype=np.float32) for _ in range(3))
+    grid = images.denoise_grid(noisy, denoised, clean)
+    # Samples 0-7 in grid rows 0-2, samples 8-9 in rows 3-5 (columns 0-1), the rest grey.
+    assert grid.shape == (6 * SIDE + 7 * PAD, 8 * SIDE + 9 * PAD)
+    for r, row in enumerate((noisy, denoised, clean)):
+        np.testing.assert_array_equal(tile(grid, r, 7, SIDE, SIDE), np.rint(row[7].reshape(28, 28) * 255))
+        np.testing.assert_array_equal(tile(grid, 3 + r, 1, SIDE, SIDE), np.rint(row[9].reshape(28, 28) * 255))
+        assert (tile(grid, 3 + r, 2, SIDE, SIDE) == images.PAD_VALUE).all()
+
+
 def test_latent_codes_grid_geometry_and_fixed_scale():
     codes = np.arange(10 * 64, dtype=np.float32).reshape(10, 64) / 640.0  # 0 .. ~1
     grid = images.latent_codes_grid(codes, scale=2.0)
     zoom = images.code_zoom(4, 16)
     assert zoom == 7
     h, w = 4 * zoom, 16 * zoom
-    # 10 codes, 8 to a row: 2 rows, the last two slots grey.
-    assert grid.shape == (2 * h + 3 * PAD, 8 * w + 9 * PAD)
+    # Wide 4x16 codes stack in a roughly square grid: 10 codes -> 2 per row, 5 rows.
+    assert images.codes_per_row(10, h, w) == 2 and images.codes_per_row(8, h, w) == 1
+    assert images.codes_per_row(64, h, w) == 4 and images.codes_per_row(5, 28, 28) == 2
+    assert grid.shape == (5 * h + 6 * PAD, 2 * w + 3 * PAD)
     first = tile(grid, 0, 0, h, w)[::zoom, ::zoom]
     np.testing.assert_array_equal(first, np.rint(codes[0].reshape(4, 16) / 2.0 * 255))
-    ninth = tile(grid, 1, 1, h, w)[::zoom, ::zoom]
-    np.testing.assert_array_equal(ninth, np.rint(codes[9].reshape(4, 16) / 2.0 * 255))
-    assert (tile(grid, 1, 2, h, w) == images.PAD_VALUE).all()
+    tenth = tile(grid, 4, 1, h, w)[::zoom, ::zoom]
+    np.testing.assert_array_equal(tenth, np.rint(codes[9].reshape(4, 16) / 2.0 * 255))
+    odd = images.latent_codes_grid(codes[:9], scale=2.0)
+    assert (tile(odd, 4, 1, h, w) == images.PAD_VALUE).all()  # 9 codes: the last slot is grey
     # The scale, not the codes' own range, sets the brightness: halving it doubles the pixels.
     brighter = tile(images.latent_codes_grid(codes, scale=1.0), 0, 0, h, w)[::zoom, ::zoom]
     np.testing.assert_array_equal(brighter, np.rint(codes[0].reshape(4, 16) * 255))
     # Values above the scale saturate instead of rescaling the image.
-    assert tile(images.latent_codes_grid(codes * 10, scale=1.0), 1, 1, h, w).max() == 255
+    assert tile(images.latent_codes_grid(codes * 10, scale=1.0), 4, 1, h, w).max() == 255
 
 
 def test_code_scale_and_sample_indices():
@@ -133,17 +148,18 @@ def test_basic_images_every_epoch_show_inputs_and_model_outputs(tracking, tiny_c
     np.testing.assert_array_equal(first[originals_band], last[originals_band])
     assert not np.array_equal(first, last)
 
-    # Latent codes: 5 codes of 16 (-> 4x4) on the scale fixed at epoch 1 (logged as a tag).
+    # Latent codes: 5 codes of 16 (-> 4x4, 28x28 tiles, 2 to a row) on the scale fixed at epoch 1
+    # (logged as a tag).
     codes = result.model.get_layer("encoder")(data.x_test[sample], training=False).numpy()
     zoom = images.code_zoom(4, 4)
     h = w = 4 * zoom
     latent = read_png(result.run_id, logged["latent_codes"][3], tmp_path)
-    assert latent.shape == (h + 2 * PAD, 5 * w + 6 * PAD)
+    assert latent.shape == (3 * h + 4 * PAD, 2 * w + 3 * PAD)
     scale = float(MlflowClient().get_run(result.run_id).data.tags["aetrack.latent_codes_white"])
     assert scale > 0
-    for c in range(5):
-        expected = np.rint(np.clip(codes[c].reshape(4, 4) / scale, 0, 1) * 255)
-        assert np.abs(tile(latent, 0, c, h, w)[::zoom, ::zoom] - expected).max() <= 1
+    for i in range(5):
+        expected = np.rint(np.clip(codes[i].reshape(4, 4) / scale, 0, 1) * 255)
+        assert np.abs(tile(latent, i // 2, i % 2, h, w)[::zoom, ::zoom] - expected).max() <= 1
 
 
 def test_denoise_images_show_noisy_denoised_and_clean(tracking, tiny_config, tmp_path):

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from aetrack import plots
+from aetrack import images, plots
 from aetrack.train import train
 from conftest import subprocess_env
 
@@ -59,6 +59,26 @@ def test_latent_map_colours_by_label_or_plain_points():
     plain = plots.latent_map_figure(codes, None)
     assert plain.axes[0].get_legend() is None and len(plain.axes[0].collections) == 1
     assert isinstance(labelled.canvas, FigureCanvasAgg) and isinstance(plain.canvas, FigureCanvasAgg)
+
+
+def test_reconstructions_figure_titles_rows_and_wraps_after_ten():
+    rng = np.random.default_rng(0)
+    originals, outputs = rng.random((12, 784)), rng.random((12, 784))
+    figure = plots.reconstructions_figure([("original", originals), ("reconstructed", outputs)])
+    ax = figure.axes[0]
+    shown = np.asarray(ax.images[0].get_array())
+    np.testing.assert_array_equal(shown, images.image_rows_grid(originals, outputs, per_row=10))
+    assert shown.shape == (4 * 28 + 5 * images.PAD, 10 * 28 + 11 * images.PAD)  # 2 bands of 2 rows
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["original", "reconstructed", "original", "reconstructed"]
+
+
+def test_loss_curves_plot_the_history_by_epoch():
+    figure = plots.loss_curves_figure({"loss": [0.3, 0.2, 0.1], "val_loss": [0.35, 0.25, 0.2]}, "bce")
+    ax = figure.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["loss"].get_xdata()) == [1, 2, 3] and list(lines["val_loss"].get_ydata()) == [0.35, 0.25, 0.2]
+    assert ax.get_ylabel() == "bce"
 
 
 def test_pca_finds_the_main_direction():
