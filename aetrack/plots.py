@@ -2,8 +2,8 @@
 
 Figures are built with matplotlib's object API on an Agg canvas and never through pyplot, so no
 GUI backend is ever imported and no window can open, whatever MPLBACKEND says, and no figure
-outlives its function (nothing global to close). matplotlib is imported here only, at the end of
-a run.
+outlives its function (nothing global to close). This is aetrack's only matplotlib module and is
+imported at the end of a run.
 """
 
 from __future__ import annotations

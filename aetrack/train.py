@@ -60,7 +60,7 @@ def train(config: TrainConfig) -> TrainResult:
 
         metrics = _evaluate(model, config, dataset, x_val)
         mlflow.log_metrics(metrics, step=config.epochs)
-        from aetrack.plots import log_final_figures  # matplotlib loads only now, at the end
+        from aetrack.plots import log_final_figures  # aetrack's matplotlib code: only at the end
 
         log_final_figures(client, run_id, model, config, dataset, x_val, history)
         versions: dict[str, str] = {}
