@@ -9,8 +9,11 @@ from __future__ import annotations
 import time
 
 import keras
+import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+
+from aetrack import images
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -40,3 +43,67 @@ class MetricsLogger(keras.callbacks.Callback):
         self.client.log_batch(
             self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()]
         )
+
+
+class ReconstructionImageLogger(keras.callbacks.Callback):
+    """Every `every` epochs, logs two step images of a fixed sample of test images:
+    `reconstruction` (inputs over outputs, and the clean originals below when the inputs are
+    noisy) and `latent_codes` (each sample's code as a small image, on a colour scale fixed at the
+    first logged epoch). Grids are built in numpy from `model(x, training=False)`: no `predict`,
+    no matplotlib, so an epoch's images cost milliseconds.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        inputs: np.ndarray,
+        originals: np.ndarray,
+        every: int = 1,
+        noisy_inputs: bool = False,
+    ):
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+        self.inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        self.originals = originals
+        self.every = every
+        self.noisy_inputs = noisy_inputs
+        self.code_scale: float | None = None  # fixed at the first logged epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        if self.every <= 0 or step % self.every:
+            return
+        outputs = self.model(self.inputs, training=False).numpy()
+        codes = self.model.get_layer("encoder")(self.inputs, training=False).numpy()
+        if self.noisy_inputs:
+            grid = images.denoise_grid(self.inputs, outputs, self.originals)
+        else:
+            grid = images.reconstruction_grid(self.originals, outputs)
+        if self.code_scale is None:
+            self.code_scale = images.code_scale(codes)
+            # Say what white means, once, so a reader of the images can read the codes' values.
+            self.client.set_tag(self.run_id, "aetrack.latent_codes_white", f"{self.code_scale:.6g}")
+        # synchronous: the images are in the store when the epoch ends (no background thread
+        # competing with training, nothing lost if the run then fails).
+        self.client.log_image(self.run_id, grid, key="reconstruction", step=step, synchronous=True)
+        self.client.log_image(
+            self.run_id, images.latent_codes_grid(codes, self.code_scale), key="latent_codes",
+            step=step, synchronous=True,
+        )
+
+
+def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray) -> list:
+    """The per-epoch image callbacks for a run: none when `config.image_every` is 0, else one
+    logger on the seeded sample of `config.image_samples` test images (`inputs` are what the model
+    sees, noisy for `denoise`; `originals` the clean images)."""
+    if config.image_every == 0:
+        return []
+    sample = images.sample_indices(len(inputs), config.image_samples, config.seed)
+    return [
+        ReconstructionImageLogger(
+            client, run_id, inputs[sample], originals[sample], every=config.image_every,
+            noisy_inputs=config.entry_point == "denoise",
+        )
+    ]

@@ -60,6 +60,9 @@ def train(config: TrainConfig) -> TrainResult:
 
         metrics = _evaluate(model, config, dataset, x_val)
         mlflow.log_metrics(metrics, step=config.epochs)
+        from aetrack.plots import log_final_figures  # aetrack's matplotlib code: only at the end
+
+        log_final_figures(client, run_id, model, config, dataset, x_val, history)
         from aetrack.registry import log_and_register
 
         versions = log_and_register(model, config, run_id, dataset.sha256, metrics)  # last: only after success
@@ -207,9 +210,10 @@ def _training_arrays(config: TrainConfig, dataset: Dataset):
 
 
 def _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val) -> dict[str, list[float]]:
-    from aetrack.callbacks import MetricsLogger
+    from aetrack.callbacks import MetricsLogger, image_loggers
 
     callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(x_train))]
+    callbacks += image_loggers(client, run_id, config, x_val, y_val)
     history = model.fit(
         x_train,
         y_train,
