@@ -35,7 +35,10 @@ def child_env(tracking_uri: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("MLFLOW_RUN_ID", None)
+    # mlflow.set_experiment() in this process exports MLFLOW_EXPERIMENT_ID, which would clash
+    # with the child's own --experiment-name.
+    for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(key, None)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return env
@@ -80,6 +83,7 @@ class FitTimer:
     def __init__(self, drop_callbacks: bool = False):
         self.drop_callbacks = drop_callbacks
         self.seconds: list[float] = []
+        self.callback_seconds: list[float] = []  # per fit: time spent inside aetrack's callbacks
         self.histories: list[dict[str, list[float]]] = []
 
     def __enter__(self) -> "FitTimer":
@@ -91,9 +95,13 @@ class FitTimer:
         def timed_fit(model, *args, **kwargs):
             if timer.drop_callbacks:
                 kwargs["callbacks"] = []
+            spent = [0.0]
+            for callback in kwargs.get("callbacks") or []:
+                _time_hooks(callback, spent)
             started = time.perf_counter()
             history = original(model, *args, **kwargs)
             timer.seconds.append(time.perf_counter() - started)
+            timer.callback_seconds.append(spent[0])
             timer.histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})
             return history
 
@@ -104,6 +112,25 @@ class FitTimer:
         import keras
 
         keras.Model.fit = self._original
+
+
+def _time_hooks(callback, spent: list[float]) -> None:
+    """Wrap the hooks this callback overrides so their time adds up in spent[0]."""
+    import keras
+
+    for name in dir(keras.callbacks.Callback):
+        if not name.startswith("on_") or getattr(type(callback), name) is getattr(keras.callbacks.Callback, name):
+            continue
+        hook = getattr(callback, name)
+
+        def timed(*args, _hook=hook, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _hook(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - started
+
+        setattr(callback, name, timed)
 
 
 def median(values: list[float]) -> float:
