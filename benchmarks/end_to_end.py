@@ -128,7 +128,7 @@ def main(argv=None) -> None:
         sys.exit(f"end_to_end: phase run failed ({child.returncode}):\n{child.stderr[-3000:]}")
     timings = json.loads(lines[-1][len("PHASES "):])
     in_train = sum(v for k, v in timings.items() if not k.startswith("import ") and not k.endswith("total"))
-    timings["other in train() (run start/end, seeding)"] = timings["train() total"] - in_train
+    timings["train(): run start/end, other"] = timings["train() total"] - in_train
     timings["interpreter start, exit"] = child_seconds - timings["process total"]
     print(f"phase_run_seconds: {child_seconds:.2f}")
     print(f"mlflow_run_overhead_seconds: {seconds - child_seconds:.2f} (mlflow CLI start, run creation, "
