@@ -76,7 +76,9 @@ def logged_model_uri(client, run_id: str) -> str | None:
     try:  # MLflow 3 logged models live outside the run's artifacts
         from mlflow import search_logged_models
 
-        models = search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
+        experiment_id = client.get_run(run_id).info.experiment_id
+        models = search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'",
+                                      output_format="list")
         models.sort(key=lambda m: (0 if "autoencoder" in (m.name or "") else 1, m.name or ""))
         if models:
             return f"models:/{models[0].model_id}"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, subprocess_env
+from tests.conftest import REPO, subprocess_env
 
 BENCH = REPO / "benchmarks"
 NUMBER = r"([-+]?\d+(?:\.\d+)?)"
