@@ -90,9 +90,8 @@ def phases_child(args) -> None:
         return wrapper
 
     for name, value in list(vars(train_module).items()):
-        if inspect.isfunction(value) and name not in NOT_PHASES and (
-            value.__module__ == "aetrack.train" or name == "load_dataset"
-        ):
+        # aetrack's own functions, defined in aetrack.train or imported into it (load_dataset, ...).
+        if inspect.isfunction(value) and name not in NOT_PHASES and value.__module__.startswith("aetrack"):
             setattr(train_module, name, timed(name.lstrip("_"), value))
     config = TrainConfig(experiment_name="end_to_end", **{k: parse_value(k, v) for k, v in params(args).items()})
     t = time.perf_counter()
