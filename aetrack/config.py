@@ -121,8 +121,9 @@ class TrainConfig:
     model_prefix: str = _param(
         "", "Registered model name prefix; empty means aetrack-<entry point>.", _model_prefix
     )
+    # 200: about 0.7x the fit time of 1 on 2 CPU cores, identical losses (benchmarks/RESULTS.md).
     steps_per_execution: int = _param(
-        1, "Training steps per compiled call (same math, less Python overhead).", _int_range(1, 10_000)
+        200, "Training steps per compiled call (same math, less Python overhead).", _int_range(1, 10_000)
     )
     entry_point: str = field(default="basic", metadata={"check": _choice(*ENTRY_POINTS)})
     experiment_name: str = field(default=DEFAULT_EXPERIMENT, metadata={"check": None})

@@ -47,13 +47,15 @@ def train(config: TrainConfig) -> TrainResult:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    keras.utils.set_random_seed(config.seed)
     client = MlflowClient()
     with _tracked_run(config) as run:
         run_id = run.info.run_id
         run_name = run_name_for(config, dataset)
         _log_run_description(client, run_id, run_name, config, dataset)
 
+        # Seed after the run starts: MLflow draws a random run name from Python's `random` when
+        # not under `mlflow run`, which would otherwise change the weights for the same seed.
+        keras.utils.set_random_seed(config.seed)
         model = _build_model(config)
         x_train, y_train, x_val, y_val = _training_arrays(config, dataset)
         history = _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val)

@@ -100,6 +100,9 @@ def subprocess_env(tracking_uri: str | None = None) -> dict[str, str]:
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["MPLBACKEND"] = "Agg"
     env.pop("MLFLOW_RUN_ID", None)
+    # mlflow.set_experiment() in an earlier in-process test exports this; `mlflow run` children
+    # then refuse --experiment-name ("Specify only one of ...").
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return env

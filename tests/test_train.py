@@ -101,3 +101,14 @@ def tracking_model_with_other_code_size():
     path = Path(tempfile.mkdtemp()) / "other.keras"
     build_dense_autoencoder(3).save(path)
     return path
+
+
+def test_seed_gives_same_result_with_or_without_mlflow_run(tracking, tiny_config, monkeypatch):
+    # MLflow draws a random run name from Python's `random` only when it creates the run itself
+    # (not under `mlflow run`); seeding must come after that, or the two paths train differently.
+    alone = train(tiny_config(epochs=1))
+    client = MlflowClient()
+    outer = client.create_run(client.get_experiment_by_name("aetrack").experiment_id, run_name="outer")
+    monkeypatch.setenv("MLFLOW_RUN_ID", outer.info.run_id)
+    under_mlflow_run = train(tiny_config(epochs=1))
+    assert under_mlflow_run.history["loss"] == pytest.approx(alone.history["loss"], rel=1e-6)

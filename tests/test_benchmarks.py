@@ -1,0 +1,66 @@
+"""Smoke tests: each benchmark script starts, runs one tiny configuration, and prints figures
+that parse. (The benchmarks themselves are not tests; see benchmarks/README.md.)"""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, subprocess_env
+
+BENCH = REPO / "benchmarks"
+NUMBER = r"([-+]?\d+(?:\.\d+)?)"
+
+
+def run_script(name, *args, timeout=300):
+    done = subprocess.run([sys.executable, str(BENCH / name), *map(str, args)], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def figure(text, key):
+    match = re.search(rf"^{re.escape(key)}: {NUMBER}", text, re.MULTILINE)
+    assert match, f"{key} missing in:\n{text}"
+    return float(match.group(1))
+
+
+def test_speed_tiny(tiny_npz):
+    out = run_script("speed.py", "--data", tiny_npz, "--epochs", 1, "--train-samples", 128, "--test-samples", 16,
+                     "--reps", 1, "--help-reps", 1, "--peak-size", 128, "--setting", "spe2:steps_per_execution=2")
+    rows = {m[0]: m for m in re.findall(rf"^(\w+) +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$", out, re.MULTILINE)}
+    assert set(rows) == {"plain_keras", "aetrack_tracked", "aetrack_untracked", "spe2"}
+    for name, seconds, ratio, loss, fastest in rows.values():
+        assert 0 < float(fastest) <= float(seconds) and 0 < float(loss) < 1
+    # Dropping the callbacks or fusing steps must not change the math: the same final loss.
+    assert rows["aetrack_tracked"][3] == rows["aetrack_untracked"][3] == rows["spe2"][3]
+    assert float(rows["plain_keras"][2]) == 1.0
+    tracked, untracked = float(rows["aetrack_tracked"][1]), float(rows["aetrack_untracked"][1])
+    assert figure(out, "tracking_overhead_percent") == pytest.approx(100 * (tracked / untracked - 1), abs=0.1)
+    assert figure(out, "callback_time_percent") >= 0
+    assert 0 < figure(out, "aetrack_help_seconds") < 30
+    assert figure(out, "matmul_peak_gflops") > 0
+
+
+def test_fidelity_tiny(tiny_npz):
+    out = run_script("fidelity.py", "--runner", "train", "--data", tiny_npz, "--epochs", 2,
+                     "--train-samples", 128, "--test-samples", 16)
+    rows = re.findall(rf"^ +(\d+) +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$", out, re.MULTILINE)
+    assert [r[0] for r in rows] == ["1", "2"]
+    for _, pub_b, ours_b, diff_b, pub_d, ours_d, diff_d in rows:
+        for pub, ours, diff in ((pub_b, ours_b, diff_b), (pub_d, ours_d, diff_d)):
+            assert float(diff) == pytest.approx(100 * (float(ours) - float(pub)) / float(pub), abs=0.2)
+    assert rows[0][1] == "0.2034" and rows[1][4] == "0.1015"  # published values, not ours
+    assert re.search(r"^final_basic: epoch 2 .*(PASS|FAIL)$", out, re.MULTILINE)
+    assert re.search(r"^init_model for denoise: (runs:/|models:/|.*\.keras$)", out, re.MULTILINE)
+
+
+def test_end_to_end_tiny(tiny_npz):
+    out = run_script("end_to_end.py", "--data", tiny_npz, "--epochs", 1, "--train-samples", 128,
+                     "--test-samples", 16, "--register", "false")
+    assert figure(out, "mlflow_run_seconds") > 0
+    assert figure(out, "peak_rss_mib") > 100  # a TensorFlow process, not the small mlflow CLI alone
+    phases = dict(re.findall(rf"^(.+?) +{NUMBER} +\d+%$", out, re.MULTILINE))
+    assert {"import tensorflow", "load_dataset", "fit", "evaluate"} <= set(phases)
+    assert all(float(v) >= 0 for v in phases.values())
