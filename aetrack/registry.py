@@ -13,4 +13,5 @@ def load_model(uri: str):
         return keras.saving.load_model(uri, safe_mode=True)
     import mlflow.keras
 
-    return mlflow.keras.load_model(uri)
+    # Explicit safe mode: never run code (e.g. a Lambda layer's bytecode) from a model file.
+    return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})

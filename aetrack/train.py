@@ -42,6 +42,8 @@ def train(config: TrainConfig) -> TrainResult:
     config = config.validated()
     # Data first: a bad dataset fails in a second, before TensorFlow or a run exists.
     dataset = load_dataset(config.dataset, config.train_samples, config.test_samples, config.excluded_digits)
+    # Then the store and init_model, still before any run exists (see aetrack/preflight.py).
+    init_model = _preflight(config)
 
     import keras
     import mlflow
@@ -54,7 +56,7 @@ def train(config: TrainConfig) -> TrainResult:
         run_name = run_name_for(config, dataset)
         _log_run_description(client, run_id, run_name, config, dataset)
 
-        model = _build_model(config)
+        model = _build_model(config, init_model)
         x_train, y_train, x_val, y_val = _training_arrays(config, dataset)
         history = _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val)
 
@@ -181,14 +183,22 @@ def _log_run_description(client, run_id: str, run_name: str, config: TrainConfig
 # --- model and data ----------------------------------------------------------------------------
 
 
-def _build_model(config: TrainConfig):
+def _preflight(config: TrainConfig):
+    """Check the tracking store, then load init_model (if any); return it or None."""
+    import mlflow
+
+    from aetrack.preflight import check_tracking_store, load_init_model
+
+    check_tracking_store(mlflow.get_tracking_uri())
+    return load_init_model(config.init_model, config.code_size) if config.init_model else None
+
+
+def _build_model(config: TrainConfig, init_model=None):
     from aetrack.models import build_dense_autoencoder, compile_autoencoder, copy_weights
 
     model = build_dense_autoencoder(config.code_size)
-    if config.init_model:
-        from aetrack.registry import load_model
-
-        copy_weights(load_model(config.init_model), model, config.init_model)
+    if init_model is not None:
+        copy_weights(init_model, model, config.init_model)
     return compile_autoencoder(model, config.learning_rate, config.loss, config.steps_per_execution)
 
 
@@ -205,9 +215,12 @@ def _training_arrays(config: TrainConfig, dataset: Dataset):
 
 
 def _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val) -> dict[str, list[float]]:
+    import keras
+
     from aetrack.callbacks import MetricsLogger
 
-    callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(x_train))]
+    # TerminateOnNaN stops at the first non-finite batch loss; _raise_if_diverged fails the run.
+    callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(x_train)), keras.callbacks.TerminateOnNaN()]
     history = model.fit(
         x_train,
         y_train,
@@ -218,7 +231,22 @@ def _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val)
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
+    result = {k: [float(v) for v in values] for k, values in history.history.items()}
+    _raise_if_diverged(result)
+    return result
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the run must fail, not finish or register."""
+
+
+def _raise_if_diverged(history: dict[str, list[float]]) -> None:
+    for epoch, value in enumerate(history.get("loss", []), start=1):
+        if not np.isfinite(value):
+            raise TrainingDiverged(
+                f"training diverged: loss became {value} in epoch {epoch}; lower learning_rate "
+                "or check init_model and the dataset"
+            )
 
 
 def _evaluate(model, config: TrainConfig, dataset: Dataset, x_val: np.ndarray) -> dict[str, float]:
