@@ -118,6 +118,13 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
+def _ignore_more_signals() -> None:
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every error into one line on stderr and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort as exc:
+        _ignore_more_signals()  # the run is already ended; a second Ctrl-C must not add a traceback
         # click turns KeyboardInterrupt (and train's Interrupted) into Abort; the cause says which signal.
         signal_number = getattr(exc.__cause__, "signal_number", 2)
         click.echo(f"aetrack: interrupted by {'SIGTERM' if signal_number == 15 else 'SIGINT'}", err=True)
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"aetrack: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt as exc:
+        _ignore_more_signals()
         signal_number = getattr(exc, "signal_number", 2)
         click.echo(f"aetrack: interrupted by {'SIGTERM' if signal_number == 15 else 'SIGINT'}", err=True)
         code = EXIT_SIGTERM if signal_number == 15 else EXIT_SIGINT

@@ -118,16 +118,34 @@ def _tracked_run(config: TrainConfig) -> Iterator["mlflow.ActiveRun"]:  # noqa: 
         _end_run(run.info.run_id, RunStatus.to_string(RunStatus.FAILED), f"{type(exc).__name__}: {exc}")
         raise
     else:
-        mlflow.end_run("FINISHED")
+        with _signals_ignored():
+            mlflow.end_run("FINISHED")
 
 
 def _end_run(run_id: str, status: str, reason: str) -> None:
     import mlflow
 
+    with _signals_ignored():
+        try:
+            mlflow.set_tag("aetrack.failure", reason[:5000])
+        finally:
+            mlflow.end_run(status)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """While the run is being ended, a second Ctrl-C or SIGTERM must not leave it RUNNING."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        mlflow.set_tag("aetrack.failure", reason[:5000])
+        yield
     finally:
-        mlflow.end_run(status)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextmanager

@@ -346,15 +346,21 @@ def _wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-@pytest.mark.parametrize("signal_number,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["SIGINT", "SIGTERM"])
-def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number, exit_code):
+@pytest.mark.parametrize("signal_number,exit_code,repeats", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 1),
+                                                               (signal.SIGINT, 130, 5)],
+                         ids=["SIGINT", "SIGTERM", "SIGINT-mashed"])
+def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number, exit_code, repeats):
+    """Ctrl-C or SIGTERM mid-training: run KILLED with the reason, exit code says which, nothing
+    registered. `repeats` sends the signal again every 20 ms, as an impatient user does, which must
+    not interrupt ending the run."""
     uri = store_uri(tmp_path)
     # Small batches and many epochs: still training long after the first epoch is logged.
     args = ["train", "basic", "--dataset", str(tiny_npz), "--train-samples", "256", "--test-samples", "16",
             "--batch-size", "2", "--code-size", "8", "--epochs", "10000", "--image-every", "0"]
+    env = subprocess_env(uri)
+    env["PYTHONFAULTHANDLER"] = "1"  # on a hang, SIGABRT below makes it print every thread's stack
     child = subprocess.Popen([sys.executable, "-m", "aetrack", *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=subprocess_env(uri))
+                             stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
         def first_epoch_logged():
             if child.poll() is not None:
@@ -362,8 +368,15 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
             return logged_loss_points(tmp_path / "mlflow.db") > 0
 
         _wait_for(first_epoch_logged, 240, "the first epoch to be logged")
-        child.send_signal(signal_number)
-        _, stderr = child.communicate(timeout=60)
+        for _ in range(repeats):
+            child.send_signal(signal_number)
+            time.sleep(0.02)
+        try:
+            _, stderr = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            _, stderr = child.communicate(timeout=30)
+            raise AssertionError(f"still running 60 s after {signal_number!r}:\n{stderr[-6000:]}") from None
     finally:
         if child.poll() is None:
             child.kill()
@@ -435,12 +448,12 @@ def test_unwritable_store_fails_with_a_clear_line(tmp_path, tiny_npz):
 )
 def test_mlflow_run_bad_parameter_ends_failed(tmp_path, tiny_npz, bad_files, entry_point, params, expected):
     uri = store_uri(tmp_path)
-    params = [p.format(**bad_files) for p in params]
+    values = {"dataset": str(tiny_npz), "epochs": "1", "train_samples": "64", "test_samples": "16", "code_size": "8"}
+    values.update(p.format(**bad_files).split("=", 1) for p in params)
     args = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", entry_point, "--env-manager", "local",
-            "--experiment-name", "aetrack", "-P", f"dataset={tiny_npz}", "-P", "epochs=1", "-P", "train_samples=64",
-            "-P", "test_samples=16", "-P", "code_size=8"]
-    for p in params:
-        args += ["-P", p]
+            "--experiment-name", "aetrack"]
+    for name, value in values.items():
+        args += ["-P", f"{name}={value}"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=subprocess_env(uri))
     assert out.returncode != 0
     ours = [line for line in out.stderr.splitlines() if line.startswith("aetrack:")]
