@@ -97,6 +97,8 @@ def subprocess_env(tracking_uri: str | None = None) -> dict[str, str]:
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["MPLBACKEND"] = "Agg"
     env.pop("MLFLOW_RUN_ID", None)
+    # mlflow.set_experiment() in an in-process test leaves MLFLOW_EXPERIMENT_ID in os.environ.
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return env
