@@ -47,9 +47,9 @@ def check_init_model_spec(value: str) -> None:
         if not _MODELS_URI.match(value):
             raise InitModelError(value, "malformed models: URI")
         return
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", value) and not value.startswith("file:"):
-        return  # another artifact scheme (s3://, mlflow-artifacts:/ ...): checked when loaded
-    path = urlparse(value).path if value.startswith("file:") else value
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", value):
+        return  # another MLflow model URI (file://, s3://, mlflow-artifacts:/ ...): checked when loaded
+    path = value
     if not os.path.exists(path):
         raise InitModelError(value, "no such file or directory")
     if os.path.isdir(path):
@@ -76,6 +76,8 @@ def load_init_model(value: str, code_size: int):
         model = load_model(value)
     except Exception as exc:  # noqa: BLE001 - MLflow and Keras raise many types; all mean "unusable"
         raise InitModelError(value, f"cannot load it ({_first_line(exc)})") from exc
+    if not hasattr(model, "get_weights"):  # e.g. an MLflow model logged as an exported SavedModel
+        raise InitModelError(value, f"it loads as {type(model).__name__}, not a Keras model")
     # copy_weights onto a throwaway model of the size this run will build: same check, same message.
     copy_weights(model, build_dense_autoencoder(code_size), value)
     return model

@@ -62,6 +62,10 @@ def runs_in_store(uri: str) -> list:
     return client.search_runs(experiment_ids) if experiment_ids else []
 
 
+def tracking_dir(uri: str) -> Path:
+    return Path(uri[len("sqlite:///"):]).parent
+
+
 def registered_versions(uri: str) -> list:
     """Every registered model version in the store's registry (none if there is no database).
 
@@ -493,3 +497,38 @@ def test_ctrl_c_under_mlflow_run_kills_the_run(tmp_path, tiny_npz):
     assert run.data.tags["aetrack.failure"].startswith("interrupted by SIG")
     assert "aetrack: interrupted by SIG" in stderr
     assert registered_versions(uri) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "lambda"])
+def test_damaged_logged_model_is_refused(tracking, tiny_config, model_files, damage):
+    """A model logged to a run, then truncated in the artifact store, or one that needs code to
+    load (a Lambda layer): init_model=runs:/... fails before a run starts, in Keras safe mode."""
+    import keras
+    import mlflow
+
+    from aetrack.train import train
+
+    source = model_files["lambda" if damage == "lambda" else "good"]
+    model = keras.saving.load_model(source, safe_mode=False)  # we made it; the test trusts it
+    mlflow.set_experiment("logged")
+    with mlflow.start_run() as logging_run:
+        info = mlflow.keras.log_model(model, name="autoencoder")
+    value = f"runs:/{logging_run.info.run_id}/autoencoder"
+    if damage == "truncated":
+        from aetrack.preflight import load_init_model
+
+        assert load_init_model(value, 8).count_params() == model.count_params()  # loads before the damage
+        # Damage the stored copy itself, in the store's local artifact directory.
+        stored = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tracking_dir(tracking) / "x")))
+        [archive] = list(stored.rglob("*.keras"))
+        relative = archive.relative_to(stored)
+        [original] = [p for p in tracking_dir(tracking).rglob(str(relative)) if "/x/" not in str(p)]
+        original.write_bytes(original.read_bytes()[:1000])
+    with pytest.raises(ValueError) as info:
+        train(tiny_config(entry_point="denoise", code_size=8, init_model=value, register=True))
+    text = str(info.value)
+    assert text.startswith(f"invalid init_model {value!r}: cannot load it (") and "\n" not in text
+    if damage == "lambda":
+        assert "Lambda" in text and "safe_mode" in text
+    assert [r.info.run_id for r in runs_in_store(tracking)] == [logging_run.info.run_id]
+    assert registered_versions(tracking) == []
