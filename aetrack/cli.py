@@ -56,6 +56,21 @@ def _check_dataset(ctx: click.Context, param: click.Parameter, raw):
     return value
 
 
+def _check_init_model(ctx: click.Context, param: click.Parameter, raw):
+    value = _parse_option(ctx, param, raw)
+    if value:
+        from aetrack.preflight import InitModelError, check_init_model_spec  # no TensorFlow
+
+        try:
+            check_init_model_spec(value)
+        except InitModelError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+_OPTION_CHECKS = {"dataset": _check_dataset, "init_model": _check_init_model}
+
+
 def _train_command(entry_point: str) -> click.Command:
     """Build `aetrack train <entry_point>` with one option per TrainConfig field it takes."""
 
@@ -75,7 +90,7 @@ def _train_command(entry_point: str) -> click.Command:
                 type=str,
                 default=None,
                 metavar=f.type.upper(),
-                callback=_check_dataset if f.name == "dataset" else _parse_option,
+                callback=_OPTION_CHECKS.get(f.name, _parse_option),
                 help=f"{f.metadata['help']}  [default: {default if default != '' else 'empty'}]",
             )
         )
@@ -144,6 +159,13 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
+def _ignore_more_signals() -> None:
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every error into one line on stderr and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -152,9 +174,12 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="aetrack", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aetrack: aborted", err=True)
-        code = EXIT_SIGINT
+    except click.exceptions.Abort as exc:
+        _ignore_more_signals()  # the run is already ended; a second Ctrl-C must not add a traceback
+        # click turns KeyboardInterrupt (and train's Interrupted) into Abort; the cause says which signal.
+        signal_number = getattr(exc.__cause__, "signal_number", 2)
+        click.echo(f"aetrack: interrupted by {'SIGTERM' if signal_number == 15 else 'SIGINT'}", err=True)
+        code = EXIT_SIGTERM if signal_number == 15 else EXIT_SIGINT
     except click.BadParameter as exc:
         name = exc.param.opts[0] if exc.param is not None and exc.param.opts else (exc.param_hint or "")
         click.echo(f"aetrack: error: invalid {name}: {_one_line(exc.message)}", err=True)
@@ -163,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"aetrack: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt as exc:
+        _ignore_more_signals()
         signal_number = getattr(exc, "signal_number", 2)
         click.echo(f"aetrack: interrupted by {'SIGTERM' if signal_number == 15 else 'SIGINT'}", err=True)
         code = EXIT_SIGTERM if signal_number == 15 else EXIT_SIGINT

@@ -106,9 +106,12 @@ def _read_arrays(spec: str) -> tuple[dict[str, np.ndarray], str]:
 
 
 def _check_path(spec: str) -> None:
-    allowed = f"{' or '.join(KNOWN_DATASETS)} or a path to a Keras-layout .npz file"
+    allowed = f"{', '.join(KNOWN_DATASETS)} or a path to a Keras-layout .npz file"
     if not os.path.exists(spec):
-        raise DataError(f"invalid dataset {spec!r}: no such file; expected {allowed}")
+        # A bare word like 'cifar10' is most likely a dataset name, not a path: say which names exist.
+        looks_like_name = os.sep not in spec and not spec.endswith(".npz")
+        problem = "unknown dataset name and no such file" if looks_like_name else "no such file"
+        raise DataError(f"invalid dataset {spec!r}: {problem}; expected {allowed}")
     if os.path.isdir(spec):
         raise DataError(f"invalid dataset {spec!r}: is a directory; expected {allowed}")
     if not zipfile.is_zipfile(spec):

@@ -42,10 +42,15 @@ def train(config: TrainConfig) -> TrainResult:
     config = config.validated()
     # Data first: a bad dataset fails in a second, before TensorFlow or a run exists.
     dataset = load_dataset(config.dataset, config.train_samples, config.test_samples, config.excluded_digits)
+    # Then the store and init_model, still before any run exists (see aetrack/preflight.py).
+    init_model = _preflight(config)
 
     import keras
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    from aetrack.plots import log_final_figures
+    from aetrack.registry import log_and_register
 
     client = MlflowClient()
     with _tracked_run(config) as run:
@@ -56,17 +61,13 @@ def train(config: TrainConfig) -> TrainResult:
         # Seed after the run starts: MLflow draws a random run name from Python's `random` when
         # not under `mlflow run`, which would otherwise change the weights for the same seed.
         keras.utils.set_random_seed(config.seed)
-        model = _build_model(config)
+        model = _build_model(config, init_model)
         x_train, y_train, x_val, y_val = _training_arrays(config, dataset)
         history = _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val)
 
         metrics = _evaluate(model, config, dataset, x_val)
         mlflow.log_metrics(metrics, step=config.epochs)
-        from aetrack.plots import log_final_figures  # aetrack's matplotlib code: only at the end
-
         log_final_figures(client, run_id, model, config, dataset, x_val, history)
-        from aetrack.registry import log_and_register
-
         versions = log_and_register(model, config, run_id, dataset.sha256, metrics)  # last: only after success
     result = TrainResult(
         run_id=run_id,
@@ -123,16 +124,34 @@ def _tracked_run(config: TrainConfig) -> Iterator["mlflow.ActiveRun"]:  # noqa: 
         _end_run(run.info.run_id, RunStatus.to_string(RunStatus.FAILED), f"{type(exc).__name__}: {exc}")
         raise
     else:
-        mlflow.end_run("FINISHED")
+        with _signals_ignored():
+            mlflow.end_run("FINISHED")
 
 
 def _end_run(run_id: str, status: str, reason: str) -> None:
     import mlflow
 
+    with _signals_ignored():
+        try:
+            mlflow.set_tag("aetrack.failure", reason[:5000])
+        finally:
+            mlflow.end_run(status)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """While the run is being ended, a second Ctrl-C or SIGTERM must not leave it RUNNING."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        mlflow.set_tag("aetrack.failure", reason[:5000])
+        yield
     finally:
-        mlflow.end_run(status)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextmanager
@@ -188,14 +207,22 @@ def _log_run_description(client, run_id: str, run_name: str, config: TrainConfig
 # --- model and data ----------------------------------------------------------------------------
 
 
-def _build_model(config: TrainConfig):
+def _preflight(config: TrainConfig):
+    """Check the tracking store, then load init_model (if any); return it or None."""
+    import mlflow
+
+    from aetrack.preflight import check_tracking_store, load_init_model
+
+    check_tracking_store(mlflow.get_tracking_uri())
+    return load_init_model(config.init_model, config.code_size) if config.init_model else None
+
+
+def _build_model(config: TrainConfig, init_model=None):
     from aetrack.models import build_dense_autoencoder, compile_autoencoder, copy_weights
 
     model = build_dense_autoencoder(config.code_size)
-    if config.init_model:
-        from aetrack.registry import load_model
-
-        copy_weights(load_model(config.init_model), model, config.init_model)
+    if init_model is not None:
+        copy_weights(init_model, model, config.init_model)
     return compile_autoencoder(model, config.learning_rate, config.loss, config.steps_per_execution)
 
 
@@ -212,9 +239,12 @@ def _training_arrays(config: TrainConfig, dataset: Dataset):
 
 
 def _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val) -> dict[str, list[float]]:
+    import keras
+
     from aetrack.callbacks import MetricsLogger, image_loggers
 
-    callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(x_train))]
+    # TerminateOnNaN stops at the first non-finite batch loss; _raise_if_diverged fails the run.
+    callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(x_train)), keras.callbacks.TerminateOnNaN()]
     callbacks += image_loggers(client, run_id, config, x_val, y_val)
     history = model.fit(
         x_train,
@@ -226,7 +256,22 @@ def _fit(model, client, run_id, config, dataset, x_train, y_train, x_val, y_val)
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
+    result = {k: [float(v) for v in values] for k, values in history.history.items()}
+    _raise_if_diverged(result)
+    return result
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the run must fail, not finish or register."""
+
+
+def _raise_if_diverged(history: dict[str, list[float]]) -> None:
+    for epoch, value in enumerate(history.get("loss", []), start=1):
+        if not np.isfinite(value):
+            raise TrainingDiverged(
+                f"training diverged: loss became {value} in epoch {epoch}; lower learning_rate "
+                "or check init_model and the dataset"
+            )
 
 
 def _evaluate(model, config: TrainConfig, dataset: Dataset, x_val: np.ndarray) -> dict[str, float]:

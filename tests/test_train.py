@@ -85,21 +85,32 @@ def test_experiment_name_and_env_run(tracking, tiny_config, monkeypatch):
 
 
 def test_failure_marks_run_failed(tracking, tiny_config):
-    with pytest.raises(ValueError, match="init_model"):
-        train(tiny_config(entry_point="denoise", init_model=str(tracking_model_with_other_code_size())))
+    # NaN weights load fine (so no preflight catches them), then the loss is NaN inside the run.
+    from aetrack.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        train(tiny_config(entry_point="denoise", init_model=str(tracking_model_with_nan_weights())))
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("aetrack").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
-    assert "init_model" in runs[0].data.tags["aetrack.failure"]
+    assert "training diverged" in runs[0].data.tags["aetrack.failure"]
 
 
-def tracking_model_with_other_code_size():
+def test_unusable_init_model_fails_before_any_run(tracking, tiny_config):
+    with pytest.raises(ValueError, match="init_model"):
+        train(tiny_config(entry_point="denoise", init_model=str(tracking_model_with_nan_weights(code_size=3))))
+    assert MlflowClient().get_experiment_by_name("aetrack") is None  # no run, not even an experiment
+
+
+def tracking_model_with_nan_weights(code_size: int = 16):
     import tempfile
     from pathlib import Path
 
     from aetrack.models import build_dense_autoencoder
 
-    path = Path(tempfile.mkdtemp()) / "other.keras"
-    build_dense_autoencoder(3).save(path)
+    path = Path(tempfile.mkdtemp()) / "nan.keras"
+    model = build_dense_autoencoder(code_size)
+    model.set_weights([np.full(w.shape, np.nan, np.float32) for w in model.get_weights()])
+    model.save(path)
     return path
 
 
