@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 
 # runs:/<run id>/<artifact path>, models:/<name>/<version or stage>, models:/<name>@<alias>
 _RUNS_URI = re.compile(r"^runs:/[0-9a-fA-F]{32}/[^\s]+$")
-_MODELS_URI = re.compile(r"^models:/[^/@\s]+(/[^/\s]+|@[^/@\s]+)$")
+# models:/<name>/<version>, models:/<name>@<alias>, or an MLflow 3 logged model id models:/m-<hex>
+_MODELS_URI = re.compile(r"^models:/([^/@\s]+(/[^/\s]+|@[^/@\s]+)|m-[0-9a-f]{32})$")
 INIT_MODEL_ALLOWED = (
     "empty, runs:/<run id>/<path>, models:/<name>/<version>, models:/<name>@<alias>, "
     "an MLflow model directory, or a .keras file"
@@ -75,7 +76,8 @@ def load_init_model(value: str, code_size: int):
     try:
         model = load_model(value)
     except Exception as exc:  # noqa: BLE001 - MLflow and Keras raise many types; all mean "unusable"
-        raise InitModelError(value, f"cannot load it ({_first_line(exc)})") from exc
+        reason = getattr(exc, "reason", None) or _first_line(exc)
+        raise InitModelError(value, f"cannot load it ({reason})") from exc
     if not hasattr(model, "get_weights"):  # e.g. an MLflow model logged as an exported SavedModel
         raise InitModelError(value, f"it loads as {type(model).__name__}, not a Keras model")
     # copy_weights onto a throwaway model of the size this run will build: same check, same message.

@@ -34,6 +34,10 @@ T = TypeVar("T")
 class RegistryError(ValueError):
     """A registry request that cannot be done as asked; the message says why and what is allowed."""
 
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message  # the cause alone, for callers that word their own message
+
 
 # --- logging and registering ---------------------------------------------------------------------
 
@@ -277,4 +281,4 @@ def load_model(uri: str):
         reason = " ".join(str(exc).split())[:500] or type(exc).__name__
         if isinstance(exc, KeyError):
             reason = "not a Keras model (no keras flavor)"
-        raise RegistryError(f"cannot load model {uri!r}: {reason}; expected {URI_FORMS}") from None
+        raise RegistryError(f"cannot load model {uri!r}: {reason}; expected {URI_FORMS}", reason) from None

@@ -59,34 +59,6 @@ def mlflow_run(entry_point: str, params: dict[str, str], uri: str, experiment: s
     return runs[0].info.run_id
 
 
-def logged_model_uri(client, run_id: str) -> str | None:
-    """`runs:/<id>/<path>` of a Keras autoencoder the run logged, if it logged one."""
-    def walk(path: str | None):
-        for item in client.list_artifacts(run_id, path):
-            if item.is_dir:
-                yield from walk(item.path)
-            elif item.path.endswith("MLmodel"):
-                yield item.path.rsplit("/", 1)[0] if "/" in item.path else ""
-
-    model_dirs = list(walk(None))
-    # Prefer the whole autoencoder over its encoder/decoder parts.
-    model_dirs.sort(key=lambda d: (0 if d.endswith("autoencoder") else 1, d))
-    if model_dirs:
-        return f"runs:/{run_id}/{model_dirs[0]}"
-    try:  # MLflow 3 logged models live outside the run's artifacts
-        from mlflow import search_logged_models
-
-        experiment_id = client.get_run(run_id).info.experiment_id
-        models = search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'",
-                                      output_format="list")
-        models.sort(key=lambda m: (0 if "autoencoder" in (m.name or "") else 1, m.name or ""))
-        if models:
-            return f"models:/{models[0].model_id}"
-    except Exception:  # noqa: BLE001 - older store or no logged models: fall back below
-        pass
-    return None
-
-
 def loss_history(client, run_id: str) -> list[float]:
     points = sorted(client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
     return [p.value for p in points]
@@ -108,26 +80,14 @@ def main(argv=None) -> None:
         print(line)
     print(f"runner: {args.runner}; data: {args.data}; {args.train_samples} images, {args.epochs} epochs, "
           f"seed {args.seed}", flush=True)
-    notes: list[str] = []
     with harness.tracking_store(args.workdir) as (uri, root):
         client = MlflowClient(uri)
-        basic_model = None
         if args.runner == "mlflow":
             basic_id = mlflow_run("basic", common_params(args), uri, "fidelity")
         else:
-            result = run_train("basic", common_params(args))
-            basic_id, basic_model = result.run_id, result.model
-        init_model = logged_model_uri(client, basic_id)
-        if init_model is None:
-            # The basic run logged no model (model logging not in this build): use a .keras file.
-            if basic_model is None:
-                notes.append("the mlflow basic run logged no model: basic retrained with train() "
-                             "in this process to get one")
-                basic_model = run_train("basic", common_params(args)).model
-            path = root / "basic.keras"
-            basic_model.save(path)
-            init_model = str(path)
-            notes.append("denoise starts from the basic model saved as a .keras file (no logged model)")
+            basic_id = run_train("basic", common_params(args)).run_id
+        # The seed's protocol: the denoiser continues the basic model, as logged by the basic run.
+        init_model = f"runs:/{basic_id}/autoencoder"
         denoise_params = dict(common_params(args), noise_factor=str(args.noise_factor), init_model=init_model)
         if args.runner == "mlflow":
             denoise_id = mlflow_run("denoise", denoise_params, uri, "fidelity")
@@ -137,8 +97,6 @@ def main(argv=None) -> None:
 
     print(f"\ninit_model for denoise: {init_model}")
     print(report(measured))
-    for note in notes:
-        print(f"note: {note}")
 
 
 def percent(measured: float, published: float) -> float:

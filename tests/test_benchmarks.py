@@ -37,7 +37,8 @@ def test_speed_tiny(tiny_npz):
     assert rows["aetrack_tracked"][3] == rows["aetrack_untracked"][3] == rows["spe2"][3]
     assert float(rows["plain_keras"][2]) == 1.0
     tracked, untracked = float(rows["aetrack_tracked"][1]), float(rows["aetrack_untracked"][1])
-    assert figure(out, "tracking_overhead_percent") == pytest.approx(100 * (tracked / untracked - 1), abs=0.1)
+    # The printed seconds are rounded to 3 decimals, so the recomputed percentage is only close.
+    assert figure(out, "tracking_overhead_percent") == pytest.approx(100 * (tracked / untracked - 1), abs=1.0)
     assert figure(out, "callback_time_percent") >= 0
     assert 0 < figure(out, "aetrack_help_seconds") < 30
     assert figure(out, "matmul_peak_gflops") > 0

@@ -1,6 +1,5 @@
 """End-of-run metrics (PSNR, SSIM, denoising gain, anomaly AUC) read back from a real store."""
 
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
