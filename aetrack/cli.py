@@ -142,15 +142,16 @@ def compare(run_ids_args: tuple[str, ...], experiment: str, run_ids: tuple[str, 
 @cli.command(short_help="Write per-image reconstruction errors (anomaly scores).")
 @click.option("--model", "model_uri", required=True, metavar="URI",
               help="Model URI (runs:/..., models:/...) or a .keras file.")
-@click.option("--input", "input_path", required=True, metavar="FILE",
-              help=".npy of images: (n, 28, 28) or (n, 784), uint8 0..255 or floats in [0, 1].")
+@click.option("--input", "input_paths", required=True, multiple=True, metavar="FILE",
+              help=".npy of images ((n, 28, 28) or (n, 784), uint8 0..255 or floats in [0, 1]) or 28x28 PNGs; "
+                   "repeat for several files.")
 @click.option("--output", "output_path", default="scores.npy", show_default=True, metavar="FILE",
               help="Where to write the (n,) float32 per-image errors (.npy).")
-def score(model_uri: str, input_path: str, output_path: str) -> None:
+def score(model_uri: str, input_paths: tuple[str, ...], output_path: str) -> None:
     """Write each image's reconstruction error (MSE): higher means less like the training data."""
     from aetrack.scoring import score as score_images
 
-    errors = score_images(model_uri, input_path, output_path)
+    errors = score_images(model_uri, input_paths, output_path)
     click.echo(f"wrote {len(errors)} scores to {output_path} (mean {errors.mean():.5f}, "
                f"min {errors.min():.5f}, max {errors.max():.5f})")
 

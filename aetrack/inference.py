@@ -13,8 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-IMAGE_SIDE = 28
-IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
+from aetrack.data import IMAGE_PIXELS, IMAGE_SIDE
 GRID_COLUMNS = 16
 GRID_MAX_IMAGES = 64
 _INPUT_FORMS = "a .npy of shape (N, 28, 28) or (N, 784) (uint8 0..255 or float 0..1) or 28x28 PNG images"

@@ -56,11 +56,11 @@ def test_score_errors_are_one_line(tmp_path):
     (tmp_path / "fake.keras").write_text("not a model")
     cases = [
         (["--input", "missing.npy"], "invalid --input 'missing.npy': no such file"),
-        (["--input", "shape.npy"], "invalid --input 'shape.npy': shape (2, 27, 27); expected (n, 28, 28) or (n, 784)"),
-        (["--input", "range.npy"], "invalid --input 'range.npy': float values 1.5..1.5; expected finite floats in [0, 1]"),
+        (["--input", "shape.npy"], "invalid --input 'shape.npy': shape (2, 27, 27); expected (N, 28, 28) or (N, 784)"),
+        (["--input", "range.npy"], "invalid --input 'range.npy': float values 1.5..1.5; expected floats in [0, 1]"),
         (["--input", "good.npy", "--model", "nope.keras"], "invalid --model 'nope.keras': no such file"),
         (["--input", "good.npy", "--model", "fake.keras"], "invalid --model 'fake.keras': could not load it"),
-        (["--input", "good.npy", "--output", "scores.txt"], "invalid --output 'scores.txt': expected a path ending in .npy"),
+        (["--input", "good.npy", "--output", "scores.txt"], "invalid --output 'scores.txt': expected a file ending in .npy"),
     ]
     for args, expected in cases:
         model_args = [] if "--model" in args else ["--model", str(path)]
