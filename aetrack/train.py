@@ -14,6 +14,8 @@ import numpy as np
 from aetrack import __version__
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, load_dataset
+from aetrack.plots import log_final_figures
+from aetrack.registry import log_and_register
 
 
 class Interrupted(KeyboardInterrupt):
@@ -48,9 +50,6 @@ def train(config: TrainConfig) -> TrainResult:
     import keras
     import mlflow
     from mlflow.tracking import MlflowClient
-
-    from aetrack.plots import log_final_figures
-    from aetrack.registry import log_and_register
 
     client = MlflowClient()
     with _tracked_run(config) as run:
