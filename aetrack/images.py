@@ -34,8 +34,11 @@ def sample_indices(n_images: int, n_samples: int, seed: int) -> np.ndarray:
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
-    """[0, 1] floats -> 0..255 uint8, rounded to nearest (values outside [0, 1] are clipped)."""
-    return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """[0, 1] floats -> 0..255 uint8, rounded to nearest (values outside [0, 1] are clipped).
+
+    NaN (a diverging model's output, logged before the run fails) shows as black, not garbage.
+    """
+    return np.rint(np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def tile_grid(tiles: np.ndarray) -> np.ndarray:
