@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -162,3 +163,9 @@ def registered(registered_store, monkeypatch):
     yield registered_store
     mlflow.set_tracking_uri("")
     mlflow.set_registry_uri("")
+
+
+def run_aetrack(*args, uri: str | None = None, cwd=None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """The real `aetrack` command in a child process (`python -m aetrack ...`), output captured."""
+    return subprocess.run([sys.executable, "-m", "aetrack", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=subprocess_env(uri), cwd=cwd)

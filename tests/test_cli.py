@@ -6,14 +6,11 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import subprocess_env
+from tests.conftest import run_aetrack, subprocess_env
 
 
 def aetrack(*args, tracking_uri=None, timeout=120, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "aetrack", *args], capture_output=True, text=True, timeout=timeout,
-        env=subprocess_env(tracking_uri), cwd=cwd,
-    )
+    return run_aetrack(*args, uri=tracking_uri, cwd=cwd, timeout=timeout)
 
 
 def test_help_does_not_import_tensorflow():

@@ -8,12 +8,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.train import train
-from tests.conftest import subprocess_env
+from tests.conftest import run_aetrack, subprocess_env
 
 
 def aetrack(*args, uri, cwd):
-    return subprocess.run([sys.executable, "-m", "aetrack", *args], capture_output=True, text=True,
-                          timeout=120, env=subprocess_env(uri), cwd=cwd)
+    return run_aetrack(*args, uri=uri, cwd=cwd, timeout=120)
 
 
 @pytest.fixture

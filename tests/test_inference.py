@@ -10,12 +10,11 @@ from PIL import Image
 
 from aetrack.inference import InferenceInputError, check_output, image_grid, read_images, to_model_images, write_npy
 from aetrack.noise import add_noise
-from tests.conftest import subprocess_env, synthetic_digits
+from tests.conftest import run_aetrack, subprocess_env, synthetic_digits
 
 
 def aetrack(*args, uri, cwd, timeout=240):
-    return subprocess.run([sys.executable, "-m", "aetrack", *args], capture_output=True, text=True,
-                          timeout=timeout, env=subprocess_env(uri), cwd=cwd)
+    return run_aetrack(*args, uri=uri, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from aetrack.registry import PARTS, RegistryError, load_model, log_models, register_models
 from aetrack.train import Interrupted, train
-from tests.conftest import subprocess_env
+from tests.conftest import run_aetrack, subprocess_env
 
 
 def _inputs(store, n=12):
@@ -211,8 +211,7 @@ def test_two_concurrent_runs_get_distinct_versions(tracking, tmp_path, tiny_npz)
 
 
 def promote_cli(*args, uri):
-    return subprocess.run([sys.executable, "-m", "aetrack", "promote", *args], capture_output=True, text=True,
-                          timeout=120, env=subprocess_env(uri))
+    return run_aetrack("promote", *args, uri=uri, timeout=120)
 
 
 def test_promote_by_version_and_if_better(registered):

@@ -1,18 +1,15 @@
 """`aetrack score` as a real subprocess: per-image reconstruction errors of a trained model."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from aetrack.train import train
-from tests.conftest import subprocess_env, synthetic_digits
+from tests.conftest import run_aetrack, synthetic_digits
 
 
 def aetrack(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "aetrack", *args], capture_output=True, text=True,
-                          timeout=120, env=subprocess_env(), cwd=cwd)
+    return run_aetrack(*args, cwd=cwd, timeout=120)
 
 
 @pytest.fixture
