@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+from aetrack.data import IMAGE_PIXELS
+
 PARTS = ("autoencoder", "encoder", "decoder")
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 COMPARED_METRIC = "test_bce"  # lower is better
-IMAGE_PIXELS = 784
 URI_FORMS = (
     "runs:/<run id>/<autoencoder|encoder|decoder>, models:/<name>/<version>, models:/<name>@<alias>, "
     "models:/<name>/latest or a .keras file"

@@ -340,6 +340,17 @@ def logged_loss_points(db: Path) -> int:
         return 0
 
 
+def _wait_for_first_epoch(child: subprocess.Popen, db: Path, what: str) -> None:
+    """Wait (bounded) until the child has logged an epoch's loss; fail if it exits first."""
+
+    def first_epoch_logged():
+        if child.poll() is not None:
+            raise AssertionError(f"{what} ended early: {child.stderr.read()[-2000:]}")
+        return logged_loss_points(db) > 0
+
+    _wait_for(first_epoch_logged, 240, "the first epoch to be logged")
+
+
 def _wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -366,12 +377,7 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
     child = subprocess.Popen([sys.executable, "-m", "aetrack", *args], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
-        def first_epoch_logged():
-            if child.poll() is not None:
-                raise AssertionError(f"training ended early: {child.stderr.read()[-2000:]}")
-            return logged_loss_points(tmp_path / "mlflow.db") > 0
-
-        _wait_for(first_epoch_logged, 240, "the first epoch to be logged")
+        _wait_for_first_epoch(child, tmp_path / "mlflow.db", "training")
         for _ in range(repeats):
             child.send_signal(signal_number)
             time.sleep(0.02)
@@ -476,12 +482,7 @@ def test_ctrl_c_under_mlflow_run_kills_the_run(tmp_path, tiny_npz):
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                              env=subprocess_env(uri), start_new_session=True)
     try:
-        def first_epoch_logged():
-            if child.poll() is not None:
-                raise AssertionError(f"mlflow run ended early: {child.stderr.read()[-2000:]}")
-            return logged_loss_points(tmp_path / "mlflow.db") > 0
-
-        _wait_for(first_epoch_logged, 240, "the first epoch to be logged")
+        _wait_for_first_epoch(child, tmp_path / "mlflow.db", "mlflow run")
         os.killpg(child.pid, signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
     finally:
