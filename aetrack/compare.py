@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from aetrack.errors import CompareError
+
 LOSS_CURVES_FILE = "loss_curves.png"
 
 # Params and final metrics shown for every run, in this order (absent ones print as '-').
@@ -19,10 +21,6 @@ KEY_METRICS = ("test_bce", "test_mse", "test_psnr", "test_ssim", "psnr_gain_db",
 # Metrics where a larger value is the better run; every other metric (losses, errors, seconds) is
 # ranked lower-is-better.
 _HIGHER_IS_BETTER = ("psnr", "ssim", "auc", "gain", "per_second")
-
-
-class CompareError(ValueError):
-    """Runs that cannot be compared as asked; the message says which and why."""
 
 
 @dataclass(frozen=True)

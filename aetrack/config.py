@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from aetrack.errors import ConfigError
+
 ENTRY_POINTS = ("basic", "denoise")
 BOTH = ENTRY_POINTS
 DENOISE = ("denoise",)
@@ -23,16 +25,6 @@ LOSSES = ("bce", "mse")
 KNOWN_DATASETS = ("mnist", "fashion_mnist")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DEFAULT_EXPERIMENT = "aetrack"
-
-
-class ConfigError(ValueError):
-    """A parameter value that is not allowed; the message names it, the value and the rule."""
-
-    def __init__(self, name: str, value: Any, allowed: str):
-        self.name = name
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"invalid {name} {value!r}: expected {allowed}")
 
 
 # --- value rules --------------------------------------------------------------------------------
@@ -90,7 +82,7 @@ def _param(default: Any, help: str, check: Callable | None = None, entry_points=
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on. Defaults are the seed tutorial's settings."""
+    """Everything a training run depends on. Defaults are the tutorial's settings."""
 
     epochs: int = _param(10, "Training epochs.", _int_range(1, 100_000))
     batch_size: int = _param(64, "Images per training step.", _int_range(1, 65_536))
@@ -129,7 +121,8 @@ class TrainConfig:
     experiment_name: str = field(default=DEFAULT_EXPERIMENT, metadata={"check": None})
 
     def validated(self) -> "TrainConfig":
-        """Return self after checking every field; raise ConfigError naming the first bad one."""
+        """Check every field (raise ConfigError naming the first bad one); return the config with
+        an empty `model_prefix` resolved to `aetrack-<entry point>`."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, _python_type(f)) or (isinstance(value, bool) and f.type != "bool"):
@@ -138,11 +131,14 @@ class TrainConfig:
             problem = check(value) if check else None
             if problem:
                 raise ConfigError(f.name, value, problem)
+        if not self.model_prefix:
+            return dataclasses.replace(self, model_prefix=f"aetrack-{self.entry_point}")
         return self
 
     @property
-    def registered_prefix(self) -> str:
-        return self.model_prefix or f"aetrack-{self.entry_point}"
+    def denoising(self) -> bool:
+        """Inputs are noisy and the targets clean (the `denoise` entry point)."""
+        return self.entry_point == "denoise"
 
     @property
     def excluded_digits(self) -> tuple[int, ...]:

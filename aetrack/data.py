@@ -13,15 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aetrack.config import KNOWN_DATASETS
+from aetrack.config import KNOWN_DATASETS, TrainConfig
+from aetrack.errors import DataError
 
 IMAGE_SIDE = 28
 IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used; the message says what is wrong and what is expected."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +66,13 @@ def load_dataset(
     )
 
 
+def dataset_for(config: TrainConfig) -> Dataset:
+    """The dataset a training config asks for."""
+    return load_dataset(config.dataset, config.train_samples, config.test_samples, config.excluded_digits)
+
+
 def flatten(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 784) in [0, 1], as the seed does (divide by 255)."""
+    """uint8 (n, 28, 28) -> float32 (n, 784) in [0, 1], as the tutorial does (divide by 255)."""
     return images.reshape(len(images), IMAGE_PIXELS).astype(np.float32) / 255.0
 
 

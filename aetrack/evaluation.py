@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from aetrack.data import IMAGE_SIDE
+from aetrack.noise import NOISE_LEVELS, RunNoise
 
 # Keras clips probabilities to [eps, 1 - eps] inside binary cross-entropy; do the same.
 _EPSILON = 1e-7
@@ -25,9 +26,6 @@ _SSIM_FILTER_SIZE = 11
 _SSIM_FILTER_SIGMA = 1.5
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
-
-# The denoiser's robustness curve: PSNR of its output at these input noise factors.
-ROBUSTNESS_NOISE_FACTORS = (0.2, 0.4, 0.6)
 
 Reconstruct = Callable[[np.ndarray], np.ndarray]
 
@@ -130,30 +128,25 @@ def final_metrics(
     clean: np.ndarray,
     inputs: np.ndarray,
     labels: np.ndarray,
-    entry_point: str,
-    seed: int,
+    noise: RunNoise | None = None,
     excluded_digits: tuple[int, ...] = (),
 ) -> dict[str, float]:
     """Every end-of-run metric of one model on the test images.
 
-    `inputs` are what the model saw during validation (the noisy images for `denoise`), `clean`
-    the targets. Names are the same for every entry point; `denoise` adds the noisy input's own
-    PSNR/SSIM, `psnr_gain_db` and `test_psnr_noise_<factor>`; a run that excluded digits adds
-    `anomaly_auc` (excluded digits vs the rest, scored by the per-image error on the clean images)
-    and `test_mse_digit_<d>` for each digit in the test images.
+    `inputs` are what the model saw during validation (the noisy images when `noise` is given),
+    `clean` the targets. Names are the same for every entry point; a denoising run adds the noisy
+    input's own PSNR/SSIM, `psnr_gain_db` and `test_psnr_noise_<level>`; a run that excluded
+    digits adds `anomaly_auc` (excluded digits vs the rest, scored by the per-image error on the
+    clean images) and `test_mse_digit_<d>` for each digit in the test images.
     """
-    from aetrack.noise import add_noise
-
     predicted = reconstruct(inputs)
     metrics = reconstruction_metrics(clean, predicted)
     metrics.update(image_quality_metrics(clean, predicted))
-    if entry_point == "denoise":
+    if noise is not None:
         metrics.update(image_quality_metrics(clean, inputs, prefix="noisy"))
         metrics["psnr_gain_db"] = metrics["test_psnr"] - metrics["noisy_psnr"]
-        for i, factor in enumerate(ROBUSTNESS_NOISE_FACTORS):
-            # Fresh noise: seeds seed and seed + 1 are the run's training and validation noise.
-            noisy = add_noise(clean, factor, seed + 2 + i)
-            metrics[f"test_psnr_noise_{factor:g}"] = psnr(clean, reconstruct(noisy))
+        for level in NOISE_LEVELS:
+            metrics[f"test_psnr_noise_{level:g}"] = psnr(clean, reconstruct(noise.at_level(clean, level)))
     if excluded_digits:
         metrics.update(anomaly_metrics(reconstruct, clean, labels, excluded_digits))
     return metrics

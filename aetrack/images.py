@@ -17,13 +17,13 @@ from aetrack.data import IMAGE_SIDE
 PAD = 2
 PAD_VALUE = 128
 IMAGES_PER_ROW = 8  # samples side by side before the reconstruction grid wraps
-# The seed shows the 64-number code as a 4x16 image; other sizes use the most square shape.
-SEED_CODE_SHAPES = {64: (4, 16)}
+# The tutorial shows the 64-number code as a 4x16 image; other sizes use the most square shape.
+TUTORIAL_CODE_SHAPES = {64: (4, 16)}
 # Code tiles are enlarged to about an MNIST tile's size so a code's pixels can be seen.
 CODE_TILE_HEIGHT = IMAGE_SIDE
 CODE_TILE_MAX_WIDTH = 4 * IMAGE_SIDE
 # White in a latent-code image is this many times the largest code value at the first logged
-# epoch; codes grow during training (about 1.6x over the seed's 10 epochs), so this leaves room.
+# epoch; codes grow during training (about 1.6x over the tutorial's 10 epochs), so this leaves room.
 CODE_SCALE_HEADROOM = 2.0
 
 
@@ -82,12 +82,12 @@ def denoise_grid(noisy: np.ndarray, denoised: np.ndarray, originals: np.ndarray)
 
 
 def code_shape(code_size: int) -> tuple[int, int]:
-    """(rows, cols) with rows * cols == code_size and rows <= cols: 4x16 for 64 as in the seed,
+    """(rows, cols) with rows * cols == code_size and rows <= cols: 4x16 for 64 as in the tutorial,
     otherwise the most square such shape (32 -> 4x8, 12 -> 3x4, 7 -> 1x7)."""
     if code_size < 1:
         raise ValueError(f"invalid code_size {code_size!r}: expected an integer >= 1")
-    if code_size in SEED_CODE_SHAPES:
-        return SEED_CODE_SHAPES[code_size]
+    if code_size in TUTORIAL_CODE_SHAPES:
+        return TUTORIAL_CODE_SHAPES[code_size]
     rows = max(r for r in range(1, math.isqrt(code_size) + 1) if code_size % r == 0)
     return rows, code_size // rows
 

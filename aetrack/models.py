@@ -6,12 +6,13 @@ from __future__ import annotations
 import keras
 
 from aetrack.data import IMAGE_PIXELS
+from aetrack.errors import ModelError
 
 LOSS_FUNCTIONS = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}
 
 
 def build_dense_autoencoder(code_size: int, input_dim: int = IMAGE_PIXELS) -> keras.Model:
-    """The seed's model: Dense input_dim -> code_size (relu) -> input_dim (sigmoid).
+    """The tutorial's model: Dense input_dim -> code_size (relu) -> input_dim (sigmoid).
 
     For 784-64-784 this has 101,200 parameters, as the tutorial prints.
     """
@@ -41,20 +42,22 @@ def compile_autoencoder(
 
 
 def encoder_of(model: keras.Model) -> keras.Model:
+    """The autoencoder's named `encoder` sub-model (images -> codes)."""
     return model.get_layer("encoder")
 
 
 def decoder_of(model: keras.Model) -> keras.Model:
+    """The autoencoder's named `decoder` sub-model (codes -> images)."""
     return model.get_layer("decoder")
 
 
 def copy_weights(source: keras.Model, target: keras.Model, source_name: str) -> None:
-    """Start `target` from `source`'s weights; raise ValueError if their architectures differ."""
+    """Start `target` from `source`'s weights; raise ModelError if their architectures differ."""
     source_shapes = [tuple(w.shape) for w in source.get_weights()]
     target_shapes = [tuple(w.shape) for w in target.get_weights()]
     if source_shapes != target_shapes:
-        raise ValueError(
-            f"invalid init_model {source_name!r}: its weights have shapes {source_shapes}; "
-            f"expected {target_shapes} (a 784-in autoencoder with the same code_size)"
+        raise ModelError(
+            "init_model", source_name, f"its weights have shapes {source_shapes}",
+            f"{target_shapes} (a 784-in autoencoder with the same code_size)",
         )
     target.set_weights(source.get_weights())

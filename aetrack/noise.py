@@ -1,8 +1,15 @@
-"""Gaussian input noise for the denoising autoencoder: a pure function of (images, factor, seed)."""
+"""Gaussian input noise for the denoising autoencoder: a pure function of (images, factor, seed),
+and the one place that says which seed each of a run's noisy image sets uses."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+# The denoiser's robustness levels: logged as `test_psnr_noise_<level>` and drawn in
+# figures/denoise_levels.png, from the same noisy images.
+NOISE_LEVELS = (0.2, 0.4, 0.6)
 
 
 def add_noise(images: np.ndarray, factor: float, seed: int) -> np.ndarray:
@@ -17,3 +24,22 @@ def add_noise(images: np.ndarray, factor: float, seed: int) -> np.ndarray:
     noise = rng.standard_normal(images.shape, dtype=np.float32)
     noisy = images.astype(np.float32) + np.float32(factor) * noise
     return np.clip(noisy, 0.0, 1.0, out=noisy)
+
+
+@dataclass(frozen=True)
+class RunNoise:
+    """The noisy images of one run with seed `seed`: each set has its own seed derived from it, so
+    validation and robustness noise never repeat the training noise."""
+
+    seed: int
+    factor: float
+
+    def training(self, images: np.ndarray) -> np.ndarray:
+        return add_noise(images, self.factor, self.seed)
+
+    def validation(self, images: np.ndarray) -> np.ndarray:
+        return add_noise(images, self.factor, self.seed + 1)
+
+    def at_level(self, images: np.ndarray, level: float) -> np.ndarray:
+        """Fresh noise at one of NOISE_LEVELS (the robustness metric and figure share it)."""
+        return add_noise(images, level, self.seed + 2 + NOISE_LEVELS.index(level))

@@ -7,15 +7,12 @@ Two measurements of the same configuration:
 1. `mlflow run <repo> -e basic --env-manager local` as a child process: wall seconds and peak
    resident memory (ru_maxrss of the process tree, from wait4).
 2. A child `python benchmarks/end_to_end.py --phases ...` that times its heavy imports, then runs
-   aetrack.train.train() with every function of aetrack.train wrapped by a timer, so new phases
-   (figures, registration) show up by their function names without changes here.
+   aetrack.train.train() and prints the phases it reports (`TrainResult.phase_seconds`).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
 import json
 import os
 import subprocess
@@ -24,17 +21,13 @@ import time
 
 import harness
 
-# Functions of aetrack.train that are not phases (the run itself, context managers, helpers).
-NOT_PHASES = {"train", "_tracked_run", "_signals_raise_interrupted", "_end_run"}
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(harness.DEFAULT_DATA), help="Keras-layout mnist.npz")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--train-samples", type=int, default=30000)
     p.add_argument("--test-samples", type=int, default=100)
-    p.add_argument("--register", default="true", help="register models (when aetrack supports it)")
+    p.add_argument("--register", default="true", help="register the trained models (true/false)")
     p.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)  # child mode
     return p.parse_args(argv)
 
@@ -71,31 +64,13 @@ def phases_child(args) -> None:
         __import__(module)
         timings[f"import {module}"] = time.perf_counter() - t
 
-    import aetrack.train as train_module
     from aetrack.config import TrainConfig, parse_value
+    from aetrack.train import train
 
-    depth = [0]
-
-    def timed(name, function):
-        @functools.wraps(function)
-        def wrapper(*a, **kw):
-            depth[0] += 1
-            t = time.perf_counter()
-            try:
-                return function(*a, **kw)
-            finally:
-                depth[0] -= 1
-                if depth[0] == 0:  # count only outermost calls, so nested phases are not doubled
-                    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
-        return wrapper
-
-    for name, value in list(vars(train_module).items()):
-        # aetrack's own functions, defined in aetrack.train or imported into it (load_dataset, ...).
-        if inspect.isfunction(value) and name not in NOT_PHASES and value.__module__.startswith("aetrack"):
-            setattr(train_module, name, timed(name.lstrip("_"), value))
     config = TrainConfig(experiment_name="end_to_end", **{k: parse_value(k, v) for k, v in params(args).items()})
     t = time.perf_counter()
-    train_module.train(config)
+    result = train(config)
+    timings.update(result.phase_seconds)
     timings["train() total"] = time.perf_counter() - t
     timings["process total"] = time.perf_counter() - started
     print("PHASES " + json.dumps(timings), flush=True)

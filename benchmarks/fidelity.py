@@ -1,10 +1,10 @@
-"""Fidelity: does aetrack reproduce the seed tutorial's loss table on real MNIST?
+"""Fidelity: does aetrack reproduce the tutorial's loss table on real MNIST?
 
     python benchmarks/fidelity.py                     # mlflow run -e basic, then -e denoise from it
     python benchmarks/fidelity.py --runner train      # the same through aetrack.train.train()
 
-`basic` runs with the seed's settings (30,000 images, batch 64, 10 epochs, Adam, BCE); `denoise`
-(noise 0.4) then continues from the basic model, as the seed does. The per-epoch training loss is
+`basic` runs with the tutorial's settings (30,000 images, batch 64, 10 epochs, Adam, BCE); `denoise`
+(noise 0.4) then continues from the basic model, as the tutorial does. The per-epoch training loss is
 read back from the MLflow tracking store and printed beside the published values.
 """
 
@@ -86,7 +86,7 @@ def main(argv=None) -> None:
             basic_id = mlflow_run("basic", common_params(args), uri, "fidelity")
         else:
             basic_id = run_train("basic", common_params(args)).run_id
-        # The seed's protocol: the denoiser continues the basic model, as logged by the basic run.
+        # The tutorial's protocol: the denoiser continues the basic model, as logged by the basic run.
         init_model = f"runs:/{basic_id}/autoencoder"
         denoise_params = dict(common_params(args), noise_factor=str(args.noise_factor), init_model=init_model)
         if args.runner == "mlflow":

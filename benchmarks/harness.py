@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout without installing
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist" / "mnist.npz"
 
-# The seed tutorial's printed per-epoch training loss (30,000 images, batch 64, Adam, BCE).
+# The tutorial's printed per-epoch training loss (30,000 images, batch 64, Adam, BCE).
 PUBLISHED_LOSS = {
     "basic": [0.2034, 0.1229, 0.1013, 0.0900, 0.0836, 0.0801, 0.0780, 0.0767, 0.0758, 0.0752],
     "denoise": [0.1071, 0.1015, 0.1003, 0.0997, 0.0994, 0.0991, 0.0989, 0.0988, 0.0986, 0.0985],

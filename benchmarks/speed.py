@@ -1,4 +1,4 @@
-"""Fit speed, side by side in one process: the seed's plain Keras loop against aetrack's training
+"""Fit speed, side by side in one process: the tutorial's plain Keras loop against aetrack's training
 with tracking on and with its callbacks off, alternating, several repetitions.
 
     python benchmarks/speed.py                       # 3 epochs x 3 repetitions on real MNIST
@@ -54,7 +54,7 @@ def parse_setting(text: str) -> tuple[str, dict]:
 
 
 def plain_keras_fit(args, dataset, seed: int = 0) -> tuple[float, list[float]]:
-    """The seed's loop: same model, same data, batch 64, default compile, no tracking."""
+    """The tutorial's loop: same model, same data, batch 64, default compile, no tracking."""
     import keras
 
     from aetrack.models import build_dense_autoencoder

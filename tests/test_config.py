@@ -76,5 +76,5 @@ def test_params_and_prefix():
     c = TrainConfig(entry_point="denoise", exclude_digits="7,1")
     assert c.params()["noise_factor"] == 0.4
     assert "noise_factor" not in TrainConfig().params()
-    assert c.registered_prefix == "aetrack-denoise"
+    assert c.validated().model_prefix == "aetrack-denoise"
     assert c.excluded_digits == (1, 7)

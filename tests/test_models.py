@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
+from aetrack.errors import ModelError
 from aetrack.models import build_dense_autoencoder, compile_autoencoder, copy_weights, decoder_of, encoder_of
 
 
-def test_seed_architecture_and_parameter_count():
+def test_tutorial_architecture_and_parameter_count():
     model = build_dense_autoencoder(64)
     assert model.count_params() == 101_200
     encoder, decoder = encoder_of(model), decoder_of(model)
@@ -31,7 +32,7 @@ def test_copy_weights_checks_architecture():
     copy_weights(source, target, "src")
     for a, b in zip(source.get_weights(), target.get_weights()):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="init_model 'other'"):
+    with pytest.raises(ModelError, match="init_model .other."):
         copy_weights(build_dense_autoencoder(16), target, "other")
 
 

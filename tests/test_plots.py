@@ -11,7 +11,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from aetrack import images, plots
+from aetrack import images
+from aetrack.tracking import plots
 from aetrack.train import train
 from conftest import subprocess_env
 

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from aetrack.registry import PARTS, RegistryError, load_model, log_models, register_models
+from aetrack.errors import RegistryError
+from aetrack.tracking.registry import PARTS, log_models, register_models
+from aetrack.use import load_model
 from aetrack.train import Interrupted, train
 from tests.conftest import run_aetrack, subprocess_env
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from aetrack.errors import ModelError
 from tests.conftest import REPO, subprocess_env, synthetic_digits, write_npz
 
 # Runs the real CLI module (`python -m aetrack`) and, at exit, prints which heavy modules it loaded.
@@ -269,7 +270,7 @@ def test_unusable_init_model_fails_before_the_run(tracking, tiny_config, model_f
     from aetrack.train import train
 
     value = model_files.get(name, name)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ModelError) as info:
         train(tiny_config(entry_point="denoise", code_size=8, init_model=value, register=True))
     assert str(info.value).startswith(f"invalid init_model {value!r}: ") and expected in str(info.value)
     assert "\n" not in str(info.value)
@@ -516,7 +517,7 @@ def test_damaged_logged_model_is_refused(tracking, tiny_config, model_files, dam
         info = mlflow.keras.log_model(model, name="autoencoder")
     value = f"runs:/{logging_run.info.run_id}/autoencoder"
     if damage == "truncated":
-        from aetrack.preflight import load_init_model
+        from aetrack.use import load_init_model
 
         assert load_init_model(value, 8).count_params() == model.count_params()  # loads before the damage
         # Damage the stored copy itself, in the store's local artifact directory.
@@ -525,7 +526,7 @@ def test_damaged_logged_model_is_refused(tracking, tiny_config, model_files, dam
         relative = archive.relative_to(stored)
         [original] = [p for p in tracking_dir(tracking).rglob(str(relative)) if "/x/" not in str(p)]
         original.write_bytes(original.read_bytes()[:1000])
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ModelError) as info:
         train(tiny_config(entry_point="denoise", code_size=8, init_model=value, register=True))
     text = str(info.value)
     assert text.startswith(f"invalid init_model {value!r}: cannot load it (") and "\n" not in text

@@ -56,7 +56,7 @@ def test_score_errors_are_one_line(tmp_path):
         (["--input", "shape.npy"], "invalid --input 'shape.npy': shape (2, 27, 27); expected (N, 28, 28) or (N, 784)"),
         (["--input", "range.npy"], "invalid --input 'range.npy': float values 1.5..1.5; expected floats in [0, 1]"),
         (["--input", "good.npy", "--model", "nope.keras"], "invalid --model 'nope.keras': no such file"),
-        (["--input", "good.npy", "--model", "fake.keras"], "invalid --model 'fake.keras': could not load it"),
+        (["--input", "good.npy", "--model", "fake.keras"], "invalid --model 'fake.keras': not a readable .keras (zip) file: truncated or corrupt"),
         (["--input", "good.npy", "--output", "scores.txt"], "invalid --output 'scores.txt': expected a file ending in .npy"),
     ]
     for args, expected in cases:

@@ -5,6 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack import __version__
+from aetrack.errors import ModelError
 from aetrack.train import train
 
 
@@ -96,7 +97,7 @@ def test_failure_marks_run_failed(tracking, tiny_config):
 
 
 def test_unusable_init_model_fails_before_any_run(tracking, tiny_config):
-    with pytest.raises(ValueError, match="init_model"):
+    with pytest.raises(ModelError, match="init_model"):
         train(tiny_config(entry_point="denoise", init_model=str(tracking_model_with_nan_weights(code_size=3))))
     assert MlflowClient().get_experiment_by_name("aetrack") is None  # no run, not even an experiment
 

@@ -1,7 +1,7 @@
 """Keras callbacks that own aetrack's per-epoch MLflow I/O and nothing else.
 
 Steps are 1-based epoch numbers (step 1 is the end of the first epoch), matching Keras' own
-"Epoch 1/10" and the seed's loss table.
+"Epoch 1/10" and the tutorial's loss table.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from aetrack import images
+from aetrack.models import encoder_of
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -76,7 +77,7 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         if self.every <= 0 or step % self.every:
             return
         outputs = self.model(self.inputs, training=False).numpy()
-        codes = self.model.get_layer("encoder")(self.inputs, training=False).numpy()
+        codes = encoder_of(self.model)(self.inputs, training=False).numpy()
         if self.noisy_inputs:
             grid = images.denoise_grid(self.inputs, outputs, self.originals)
         else:
@@ -97,13 +98,13 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
 def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray) -> list:
     """The per-epoch image callbacks for a run: none when `config.image_every` is 0, else one
     logger on the seeded sample of `config.image_samples` test images (`inputs` are what the model
-    sees, noisy for `denoise`; `originals` the clean images)."""
+    sees, noisy when denoising; `originals` the clean images)."""
     if config.image_every == 0:
         return []
     sample = images.sample_indices(len(inputs), config.image_samples, config.seed)
     return [
         ReconstructionImageLogger(
             client, run_id, inputs[sample], originals[sample], every=config.image_every,
-            noisy_inputs=config.entry_point == "denoise",
+            noisy_inputs=config.denoising,
         )
     ]

@@ -1,10 +1,10 @@
-"""The MLflow side of trained models: log them to the run, register them, move aliases, load them.
+"""The MLflow side of trained models: log them to the run, register them, move aliases.
 
 After a run trains, `log_and_register` logs the autoencoder, its encoder and its decoder with the
 Keras flavor (native `.keras` files) and registers each as a new version of
 `<prefix>-autoencoder`, `<prefix>-encoder` and `<prefix>-decoder`, aliased `candidate`.
-`promote` moves the `champion` alias (aliases, not the deprecated stages). `load_model` reads any
-of them back as a Keras model, in Keras safe mode.
+`promote` moves the `champion` alias (aliases, not the deprecated stages). Loading them back is
+`aetrack.use.load_model`.
 
 TensorFlow and MLflow are imported inside the functions: `aetrack --help` imports this module's
 callers without them.
@@ -12,32 +12,20 @@ callers without them.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from aetrack.data import IMAGE_PIXELS
+from aetrack.errors import RegistryError
 
 PARTS = ("autoencoder", "encoder", "decoder")
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 COMPARED_METRIC = "test_bce"  # lower is better
-URI_FORMS = (
-    "runs:/<run id>/<autoencoder|encoder|decoder>, models:/<name>/<version>, models:/<name>@<alias>, "
-    "models:/<name>/latest or a .keras file"
-)
 
 T = TypeVar("T")
-
-
-class RegistryError(ValueError):
-    """A registry request that cannot be done as asked; the message says why and what is allowed."""
-
-    def __init__(self, message: str, reason: str | None = None):
-        super().__init__(message)
-        self.reason = reason or message  # the cause alone, for callers that word their own message
 
 
 # --- logging and registering ---------------------------------------------------------------------
@@ -60,7 +48,7 @@ def log_and_register(model, config, run_id: str, dataset_sha256: str, metrics: d
         "code_size": str(config.code_size),
         **{k: repr(float(v)) for k, v in sorted(metrics.items())},
     }
-    return register_models(logged, config.registered_prefix, run_id, tags)
+    return register_models(logged, config.model_prefix, run_id, tags)
 
 
 def log_models(model, code_size: int) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
@@ -257,29 +245,3 @@ def _compared_metric(client, version) -> float:
         f"invalid --if-better: {version.name} version {version.version} has no {COMPARED_METRIC} "
         f"(neither a tag nor a metric of its run); promote it with --version instead"
     )
-
-
-# --- loading -------------------------------------------------------------------------------------
-
-
-def load_model(uri: str):
-    """Load a Keras model from an MLflow model URI or a `.keras` file, in Keras safe mode.
-
-    Any MLflow model URI works: runs:/<run id>/encoder, models:/<name>/<version>,
-    models:/<name>@<alias>, models:/<name>/latest. Safe mode refuses models that would run
-    arbitrary code when loaded (e.g. Lambda layers).
-    """
-    import keras
-
-    if uri.endswith(".keras") and os.path.isfile(uri):
-        return keras.saving.load_model(uri, safe_mode=True)
-    import mlflow.keras
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
-    except (MlflowException, OSError, KeyError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:500] or type(exc).__name__
-        if isinstance(exc, KeyError):
-            reason = "not a Keras model (no keras flavor)"
-        raise RegistryError(f"cannot load model {uri!r}: {reason}; expected {URI_FORMS}", reason) from None

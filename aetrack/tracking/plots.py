@@ -15,11 +15,12 @@ from matplotlib.ticker import MaxNLocator
 
 from aetrack.data import IMAGE_SIDE
 from aetrack.images import PAD, image_rows_grid, sample_indices
+from aetrack.models import encoder_of
+from aetrack.noise import NOISE_LEVELS, RunNoise
 
 FIGURE_DIR = "figures"
-DENOISE_LEVELS = (0.2, 0.4, 0.6)
 DPI = 100
-FIGURE_IMAGES_PER_ROW = 10  # as in the seed's figure
+FIGURE_IMAGES_PER_ROW = 10  # as in the tutorial's figure
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -30,7 +31,7 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def reconstructions_figure(rows: list[tuple[str, np.ndarray]], per_row: int = FIGURE_IMAGES_PER_ROW) -> Figure:
-    """The seed's figure: one titled row of 28x28 images per (title, (n, 784) images) pair; more
+    """The tutorial's figure: one titled row of 28x28 images per (title, (n, 784) images) pair; more
     than `per_row` samples wrap into further bands of the same rows. Drawn as one image of the
     per-epoch grid (`image_rows_grid`) with the titles on the left: one axes, not one per digit,
     so even the denoise figure's 7 x 10 digits render in a fraction of a second."""
@@ -96,30 +97,28 @@ def latent_map_figure(codes: np.ndarray, labels: np.ndarray | None = None) -> Fi
 
 
 def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.ndarray,
-                      history: dict[str, list[float]]) -> list[str]:
-    """Log figures/reconstructions.png, loss_curves.png, latent_map.png (and, for `denoise`,
+                      history: dict[str, list[float]], noise: RunNoise | None = None) -> list[str]:
+    """Log figures/reconstructions.png, loss_curves.png, latent_map.png (and, for a denoising run,
     denoise_levels.png); return their artifact paths. `inputs` are the test images the model was
-    validated on (noisy for `denoise`)."""
-    from aetrack.noise import add_noise
-
+    validated on (noisy when `noise` is given)."""
     sample = sample_indices(len(dataset.x_test), config.image_samples, config.seed)
     originals = dataset.x_test[sample]
     outputs = model(inputs[sample], training=False).numpy()
-    if config.entry_point == "denoise":
+    if noise is not None:
         rows = [("noisy input", inputs[sample]), ("denoised", outputs), ("original", originals)]
     else:
         rows = [("original", originals), ("reconstructed", outputs)]
-    codes = model.get_layer("encoder")(inputs, training=False).numpy()
+    codes = encoder_of(model)(inputs, training=False).numpy()
     figures = {
         "reconstructions.png": reconstructions_figure(rows),
         "loss_curves.png": loss_curves_figure(history, config.loss),
         "latent_map.png": latent_map_figure(codes, dataset.y_test),
     }
-    if config.entry_point == "denoise":
+    if noise is not None:
         level_rows = [("original", originals)]
-        for level in DENOISE_LEVELS:
-            # The validation noise's seed, so the configured level's row matches the run's images.
-            noisy = add_noise(dataset.x_test, level, config.seed + 1)[sample]
+        for level in NOISE_LEVELS:
+            # The same noisy images as the run's test_psnr_noise_<level> metric.
+            noisy = noise.at_level(dataset.x_test, level)[sample]
             level_rows += [(f"noise {level:g}", noisy), (f"denoised ({level:g})", model(noisy, training=False).numpy())]
         figures["denoise_levels.png"] = reconstructions_figure(level_rows)
     paths = []

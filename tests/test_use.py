@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aetrack.inference import InferenceInputError, check_output, image_grid, read_images, to_model_images, write_npy
+from aetrack.errors import InputError
+from aetrack.images import image_rows_grid
+from aetrack.use import GRID_COLUMNS, check_output, read_images, to_model_images, write_grid, write_npy
 from aetrack.noise import add_noise
 from tests.conftest import run_aetrack, subprocess_env, synthetic_digits
 
@@ -53,7 +55,7 @@ def test_npy_and_png_inputs_read_to_the_same_pixels(tmp_path, digits):
     ],
 )
 def test_bad_arrays_are_refused(array, expected):
-    with pytest.raises(InferenceInputError, match="invalid images") as info:
+    with pytest.raises(InputError, match="invalid images") as info:
         to_model_images(array)
     assert expected in str(info.value)
 
@@ -73,15 +75,15 @@ def test_bad_files_and_outputs_are_refused(tmp_path):
         "missing.npy": "no such file",
     }
     for name, expected in cases.items():
-        with pytest.raises(InferenceInputError, match="invalid --input") as info:
+        with pytest.raises(InputError, match="invalid --input") as info:
             read_images([str(tmp_path / name)])
         assert expected in str(info.value), name
-    with pytest.raises(InferenceInputError, match="expected a file ending in .npy"):
+    with pytest.raises(InputError, match="expected a file ending in .npy"):
         check_output(str(tmp_path / "out.csv"), (".npy",))
-    with pytest.raises(InferenceInputError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         check_output(str(tmp_path / "no" / "out.npy"), (".npy",))
     (tmp_path / "dir.npy").mkdir()
-    with pytest.raises(InferenceInputError, match="is a directory"):
+    with pytest.raises(InputError, match="is a directory"):
         check_output(str(tmp_path / "dir.npy"), (".npy",))
 
 
@@ -90,11 +92,20 @@ def test_writes_are_atomic_and_grid_pairs_inputs_with_outputs(tmp_path, digits):
     write_npy(str(tmp_path / "out.npy"), images)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), images)
     assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]  # no temporary left behind
-    grid = image_grid(images, 1.0 - images, columns=4, gap=2)
+    grid = image_rows_grid(images, 1.0 - images, per_row=4)
     assert grid.shape == (2 * 2 * 30 + 2, 4 * 30 + 2) and grid.dtype == np.uint8
     np.testing.assert_array_equal(grid[2:30, 2:30], digits[0])  # top-left: first input
     np.testing.assert_array_equal(grid[32:60, 2:30], 255 - digits[0])  # below it: its output
     np.testing.assert_array_equal(grid[62:90, 2:30], digits[4])  # second band starts with image 5
+
+
+def test_grid_png_shows_nan_outputs_as_black(tmp_path, digits):
+    # A diverged model's NaN outputs: black tiles, as in the run's images, not garbage from a cast.
+    images = digits[:2].reshape(2, 784).astype(np.float32) / 255.0
+    write_grid(str(tmp_path / "grid.png"), images, np.full_like(images, np.nan))
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    np.testing.assert_array_equal(grid[2:30, 2:30], digits[0])
+    assert grid[32:60, 2:30].max() == 0 and grid[32:60, 32:60].max() == 0
 
 
 # --- the real commands -----------------------------------------------------------------------------
@@ -131,7 +142,7 @@ def test_reconstruct_to_png_grid(registered, tmp_path, digits):
     grid = np.asarray(Image.open(tmp_path / "grid.png"))
     images = digits[:3].reshape(3, 784).astype(np.float32) / 255.0
     expected = registered.results[0].model(images, training=False).numpy()
-    np.testing.assert_array_equal(grid, image_grid(images, expected))
+    np.testing.assert_array_equal(grid, image_rows_grid(images, expected, per_row=GRID_COLUMNS))
     assert grid.shape == (2 * 30 + 2, 3 * 30 + 2)
 
 
@@ -145,7 +156,7 @@ def test_denoise_with_added_noise_npy_and_grid(registered, tmp_path, digits):
     cleaned = np.load(tmp_path / "clean.npy")
     assert cleaned.shape == (6, 28, 28)
     np.testing.assert_allclose(cleaned.reshape(6, 784), expected, atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "grid.png")), image_grid(noisy, expected))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "grid.png")), image_rows_grid(noisy, expected, per_row=GRID_COLUMNS))
 
 
 def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
@@ -175,7 +186,7 @@ def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
     for args, expected in (
         (["reconstruct", "-m", encoder, "-i", "x.npy", "-o", "r.npy"], "it outputs 8 values per image; expected an autoencoder"),
         (["encode", "-m", f"models:/{registered.prefix}-decoder/1", "-i", "x.npy", "-o", "c.npy"], "it takes 8 values"),
-        (["encode", "-m", "models:/no-such-model/1", "-i", "x.npy", "-o", "c.npy"], "invalid --model: cannot load model 'models:/no-such-model/1'"),
+        (["encode", "-m", "models:/no-such-model/1", "-i", "x.npy", "-o", "c.npy"], "invalid --model 'models:/no-such-model/1': cannot load it ("),
     ):
         line = _one_error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path))
         assert expected in line, line

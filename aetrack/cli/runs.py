@@ -1,0 +1,30 @@
+"""`aetrack compare`: commands that read runs back from the tracking store."""
+
+from __future__ import annotations
+
+import click
+
+from aetrack.config import DEFAULT_EXPERIMENT
+
+
+@click.command(short_help="Rank runs by a metric; overlay their val_loss curves.")
+@click.argument("run_ids_args", metavar="[RUN_ID]...", nargs=-1)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
+              help="Compare every run of this experiment (ignored when run ids are given).")
+@click.option("--runs", "run_ids", multiple=True, metavar="ID",
+              help="Compare these runs (repeat, separate by commas, or list ids after it).")
+@click.option("--metric", default="test_bce", show_default=True,
+              help="Rank by this final metric; psnr/ssim/auc/gain higher is better, others lower.")
+@click.option("--output", default=".", show_default=True, help="Directory for loss_curves.png.")
+def compare(run_ids_args: tuple[str, ...], experiment: str, run_ids: tuple[str, ...], metric: str,
+            output: str) -> None:
+    """Rank runs by a metric in a table and overlay their val_loss curves in loss_curves.png."""
+    from aetrack.compare import compare as compare_runs
+
+    ids = list(dict.fromkeys(i for raw in (*run_ids, *run_ids_args) for i in raw.replace(",", " ").split()))
+    table, png = compare_runs(experiment, ids, metric, output)
+    click.echo(table)
+    click.echo(f"wrote {png}")
+
+
+RUN_COMMANDS = (compare,)

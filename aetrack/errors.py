@@ -1,0 +1,116 @@
+"""aetrack's one error family: every error a user can cause or meet carries its exit code.
+
+The CLI turns any of them into one line, `aetrack: error: <message>`, and exits with the class's
+`exit_code`; messages say what was wrong and what is allowed. Standard library only, so the CLI can
+raise and format them before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the run failed: setup, store, training, registration
+EXIT_USAGE = 2  # bad input: an option, a dataset, a model URI, an input or output file
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class AetrackError(Exception):
+    """Base of aetrack's errors; `exit_code` says how the command ends."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(AetrackError):
+    """Input the user can fix: the message names it and says what is allowed."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunError(AetrackError):
+    """Something failed while setting up or running a training run."""
+
+    exit_code = EXIT_FAILURE
+
+
+class ConfigError(UsageError):
+    """A parameter value that is not allowed; the message names it, the value and the rule."""
+
+    def __init__(self, name: str, value: Any, allowed: str):
+        self.name = name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {name} {value!r}: expected {allowed}")
+
+
+class DataError(UsageError):
+    """A dataset that cannot be used."""
+
+
+class ModelError(UsageError):
+    """A model (URI or file) that cannot be loaded or does not fit where it is used.
+
+    `option` is where it came from (`--model`, `init_model`); `reason` is the cause alone.
+    """
+
+    def __init__(self, option: str, value: str, reason: str, allowed: str):
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {option} {value!r}: {reason}; expected {allowed}")
+
+
+class InputError(UsageError):
+    """An input or output file of a model command that cannot be used."""
+
+
+class RegistryError(UsageError):
+    """A registry request (promote) that cannot be done as asked."""
+
+
+class CompareError(UsageError):
+    """A comparison that cannot be made (unknown run, experiment or metric)."""
+
+
+class TrackingStoreError(RunError):
+    """The MLflow tracking store cannot be reached or written to."""
+
+
+class TrainingDiverged(RunError):
+    """The training loss became NaN or infinite; the run fails and registers nothing."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Stopped by SIGINT or SIGTERM. A KeyboardInterrupt, so `except Exception` never swallows it."""
+
+    def __init__(self, signal_number: int = signal.SIGINT):
+        self.signal_number = int(signal_number)
+        super().__init__(self.signal_name)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signal_number).name
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SIGTERM if self.signal_number == signal.SIGTERM else EXIT_SIGINT
+
+
+def one_line(text: object) -> str:
+    """Collapse any message to one line (MLflow and Keras messages span many)."""
+    return " ".join(str(text).split())
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type name when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """(the one-line message, the exit code) for any error reaching the CLI."""
+    if isinstance(exc, AetrackError):
+        return one_line(exc), exc.exit_code
+    return one_line(f"{type(exc).__name__}: {exc}"), EXIT_FAILURE

@@ -1,0 +1,164 @@
+"""The life of one MLflow run: check the store, start the run (or join the one `mlflow run`
+made), describe it, and end it FINISHED, FAILED or KILLED, even when a signal arrives.
+
+A run never stays RUNNING because aetrack stopped: SIGINT and SIGTERM become `Interrupted` while
+the run is open, and are ignored while it is being ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+from urllib.parse import urlparse
+
+from aetrack import __version__
+from aetrack.errors import Interrupted, TrackingStoreError
+
+FAILURE_TAG = "aetrack.failure"  # why a run ended FAILED or KILLED
+# How long the tracking-server probe waits for a TCP connection before giving up.
+PROBE_TIMEOUT_S = 5.0
+
+
+@contextmanager
+def tracked_run(experiment_name: str) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
+    """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED."""
+    import mlflow
+    from mlflow.entities import RunStatus
+
+    outer_run_id = os.environ.get("MLFLOW_RUN_ID")
+    if outer_run_id:
+        # Under `mlflow run` the run already exists, in the experiment that command chose.
+        experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+    else:
+        mlflow.set_experiment(experiment_name)
+    run = mlflow.start_run()
+    try:
+        with _signals(_raise_interrupted):
+            yield run
+    except KeyboardInterrupt as exc:
+        signal_name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        _end_run(RunStatus.to_string(RunStatus.KILLED), f"interrupted by {signal_name}")
+        raise
+    except BaseException as exc:
+        _end_run(RunStatus.to_string(RunStatus.FAILED), f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        with _signals(signal.SIG_IGN):
+            mlflow.end_run("FINISHED")
+
+
+def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str, str]) -> None:
+    """Log the run's params and tags, plus the versions of what trained it.
+
+    `mlflow run` has already logged the MLproject parameters as it received them (with '' for
+    empty values); MLflow forbids changing a param, so only the ones it did not log are added.
+    """
+    import keras
+    import mlflow
+    import tensorflow as tf
+    from mlflow.entities import Param, RunTag
+
+    tags = {
+        **tags,
+        "aetrack.version": __version__,
+        "tensorflow.version": tf.__version__,
+        "keras.version": keras.__version__,
+        "mlflow.version": mlflow.__version__,
+    }
+    texts = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
+    already = client.get_run(run_id).data.params
+    client.log_batch(
+        run_id,
+        params=[Param(k, v) for k, v in texts.items() if k not in already],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+
+
+def _end_run(status: str, reason: str) -> None:
+    import mlflow
+
+    # A second Ctrl-C or SIGTERM while the run is being ended must not leave it RUNNING.
+    with _signals(signal.SIG_IGN):
+        try:
+            mlflow.set_tag(FAILURE_TAG, reason[:5000])
+        finally:
+            mlflow.end_run(status)
+
+
+def _raise_interrupted(signal_number, frame):
+    raise Interrupted(signal_number)
+
+
+@contextmanager
+def _signals(handler: Callable | int) -> Iterator[None]:
+    """Handle SIGINT and SIGTERM with `handler` inside the block (main thread only: Python allows
+    signal handlers nowhere else), then restore what was there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# --- the store, checked before a run exists ------------------------------------------------------
+
+
+def check_tracking_store(uri: str) -> None:
+    """Fail in seconds, with one line, if the tracking store at `uri` is unreachable or unwritable.
+
+    HTTP(S) servers get a TCP probe (MLflow itself would retry for minutes); local SQLite and file
+    stores get their directory checked. Other schemes are left to MLflow.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        _probe_server(uri, parsed)
+    elif parsed.scheme == "sqlite":
+        # sqlite:///relative.db or sqlite:////absolute.db; the path is everything after 'sqlite:///'.
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        if path and path != ":memory:" and not path.startswith("file:"):
+            _check_writable(uri, path.split("?")[0], is_file=True)
+    elif parsed.scheme in ("", "file"):
+        _check_writable(uri, parsed.path if parsed.scheme == "file" else uri, is_file=False)
+
+
+def _probe_server(uri: str, parsed) -> None:
+    host = parsed.hostname or "localhost"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise TrackingStoreError(
+            f"cannot reach the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI): {reason}; "
+            "start it (mlflow server ...) or point MLFLOW_TRACKING_URI at a reachable store"
+        ) from None
+
+
+def _check_writable(uri: str, path: str, is_file: bool) -> None:
+    target = os.path.abspath(path)
+    if is_file and os.path.isdir(target):
+        raise TrackingStoreError(f"tracking store {uri}: {target} is a directory; expected a database file")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise TrackingStoreError(f"tracking store {uri}: {target} is not writable")
+    directory = os.path.dirname(target) if is_file else target
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise TrackingStoreError(
+            f"tracking store {uri}: cannot create {directory} because {existing} is not a directory"
+        )
+    if not os.access(existing, os.W_OK):
+        raise TrackingStoreError(f"tracking store {uri}: directory {existing} is not writable")
+
+

@@ -1,0 +1,327 @@
+"""Using a trained model: the model URIs aetrack accepts, loading, reading and checking input
+images, running the model, writing outputs, and the operations behind `aetrack encode`,
+`reconstruct`, `denoise` and `score`.
+
+Checking arguments and files uses only numpy and Pillow (which matplotlib brings), so a bad URI,
+input or output fails before TensorFlow loads. Images are the models' layout: float32 (n, 784)
+in [0, 1], white digits on black as in MNIST.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import zipfile
+from typing import Sequence
+
+import numpy as np
+
+from aetrack import images
+from aetrack.data import IMAGE_PIXELS, IMAGE_SIDE
+from aetrack.errors import InputError, ModelError, first_line, one_line
+
+GRID_COLUMNS = 16
+GRID_MAX_IMAGES = 64
+_INPUT_FORMS = "a .npy of shape (N, 28, 28) or (N, 784) (uint8 0..255 or float 0..1) or 28x28 PNG images"
+
+# The model URIs and files aetrack loads, described once for help texts and errors.
+MODEL_URI_FORMS = (
+    "models:/<name>@<alias>, models:/<name>/<version>, models:/<name>/latest, "
+    "runs:/<run id>/<autoencoder|encoder|decoder>, an MLflow model directory, or a .keras file"
+)
+# runs:/<run id>/<artifact path>
+_RUNS_URI = re.compile(r"^runs:/[0-9a-fA-F]{32}/[^\s]+$")
+# models:/<name>/<version>, models:/<name>@<alias>, or an MLflow 3 logged model id models:/m-<hex>
+_MODELS_URI = re.compile(r"^models:/([^/@\s]+(/[^/\s]+|@[^/@\s]+)|m-[0-9a-f]{32})$")
+
+
+# --- model URIs and loading ----------------------------------------------------------------------
+
+
+def check_model_spec(value: str, option: str = "--model") -> None:
+    """Cheap check of a model argument (no TensorFlow, no MLflow); raise ModelError."""
+    def bad(reason: str) -> ModelError:
+        return ModelError(option, value, reason, MODEL_URI_FORMS)
+
+    if value.startswith("runs:"):
+        if not _RUNS_URI.match(value):
+            raise bad("malformed runs: URI")
+        return
+    if value.startswith("models:"):
+        if not _MODELS_URI.match(value):
+            raise bad("malformed models: URI")
+        return
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", value):
+        return  # another MLflow model URI (file://, s3://, mlflow-artifacts:/ ...): checked when loaded
+    if not os.path.exists(value):
+        raise bad("no such file or directory")
+    if os.path.isdir(value):
+        if not os.path.isfile(os.path.join(value, "MLmodel")):
+            raise bad("a directory without an MLmodel file")
+        return
+    if not value.endswith(".keras"):
+        raise bad("not a .keras file")
+    if not zipfile.is_zipfile(value):
+        raise bad("not a readable .keras (zip) file: truncated or corrupt")
+
+
+def load_model(uri: str, option: str = "--model"):
+    """Load a Keras model from an MLflow model URI or a `.keras` file, in Keras safe mode.
+
+    Safe mode refuses models that would run arbitrary code when loaded (e.g. Lambda layers). Every
+    failure (unknown run or registered model, truncated or tampered file, not a Keras model)
+    becomes one ModelError naming `option`.
+    """
+    check_model_spec(uri, option)
+    import keras
+
+    try:
+        if uri.endswith(".keras") and os.path.isfile(uri):
+            model = keras.saving.load_model(uri, safe_mode=True)
+        else:
+            import mlflow.keras
+
+            model = mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
+    except KeyError:
+        raise ModelError(option, uri, "cannot load it (not a Keras model: no keras flavor)", MODEL_URI_FORMS) from None
+    except Exception as exc:  # noqa: BLE001 - MLflow and Keras raise many types; all mean "unusable"
+        reason = one_line(getattr(exc, "message", None) or first_line(exc))[:300]
+        raise ModelError(option, uri, f"cannot load it ({reason})", MODEL_URI_FORMS) from None
+    if not hasattr(model, "get_weights"):  # e.g. an MLflow model logged as an exported SavedModel
+        raise ModelError(option, uri, f"it loads as {type(model).__name__}, not a Keras model", MODEL_URI_FORMS)
+    return model
+
+
+def load_init_model(value: str, code_size: int):
+    """Load a training run's init_model and check it fits a 784-in autoencoder of `code_size`."""
+    from aetrack.models import build_dense_autoencoder, copy_weights
+
+    model = load_model(value, option="init_model")
+    # copy_weights onto a throwaway model of the size the run will build: same check, same message.
+    copy_weights(model, build_dense_autoencoder(code_size), value)
+    return model
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def read_images(paths: Sequence[str]) -> np.ndarray:
+    """Read .npy and/or PNG files into one float32 (n, 784) array in [0, 1], in the order given."""
+    if not paths:
+        raise InputError(f"invalid --input: none given; expected {_INPUT_FORMS}")
+    batches = []
+    for path in paths:
+        if not os.path.isfile(path):
+            what = "is a directory" if os.path.isdir(path) else "no such file"
+            raise InputError(f"invalid --input {path!r}: {what}; expected {_INPUT_FORMS}")
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix == ".npy":
+            batches.append(_read_npy(path))
+        elif suffix == ".png":
+            batches.append(_read_png(path))
+        else:
+            raise InputError(f"invalid --input {path!r}: unknown file type {suffix or '(none)'!r}; "
+                                      f"expected {_INPUT_FORMS}")
+    return np.concatenate(batches)
+
+
+def _read_npy(path: str) -> np.ndarray:
+    try:
+        # allow_pickle=False: never unpickle (run code from) an input file.
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"invalid --input {path!r}: not a readable .npy file ({exc}); "
+                                  f"expected {_INPUT_FORMS}") from None
+    return to_model_images(array, f"--input {path!r}")
+
+
+def to_model_images(array: np.ndarray, source: str = "images") -> np.ndarray:
+    """Check an (n, 28, 28) or (n, 784) array of pixels and return float32 (n, 784) in [0, 1].
+
+    Integer arrays are pixel values 0..255 (divided by 255, as training did); float arrays must
+    already be in [0, 1].
+    """
+    where = f"invalid {source}"
+    if array.ndim not in (2, 3) or array.shape[1:] not in ((IMAGE_SIDE, IMAGE_SIDE), (IMAGE_PIXELS,)):
+        raise InputError(f"{where}: shape {array.shape}; expected (N, 28, 28) or (N, 784)")
+    if len(array) == 0:
+        raise InputError(f"{where}: no images (shape {array.shape}); expected at least one")
+    flat = array.reshape(len(array), IMAGE_PIXELS)
+    if np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+        low, high = int(flat.min()), int(flat.max())
+        if low < 0 or high > 255:
+            raise InputError(f"{where}: {array.dtype} values {low}..{high}; expected pixel values 0..255")
+        return flat.astype(np.float32) / 255.0
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(flat)):
+            raise InputError(f"{where}: contains NaN or infinity; expected floats in [0, 1]")
+        low, high = float(flat.min()), float(flat.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(f"{where}: float values {low:g}..{high:g}; expected floats in [0, 1] "
+                                      "(or uint8 0..255)")
+        return flat.astype(np.float32)
+    raise InputError(f"{where}: dtype {array.dtype}; expected uint8 0..255 or float in [0, 1]")
+
+
+def _read_png(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                raise InputError(f"invalid --input {path!r}: a {image.format} image; expected {_INPUT_FORMS}")
+            if image.size != (IMAGE_SIDE, IMAGE_SIDE):
+                width, height = image.size
+                raise InputError(f"invalid --input {path!r}: image is {width}x{height}; expected a 28x28 PNG "
+                                          "(a white digit on black, as in MNIST)")
+            # Grayscale as MNIST; colour images are converted with PIL's luminance formula.
+            pixels = np.asarray(image.convert("L"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"invalid --input {path!r}: not a readable PNG image ({exc}); "
+                                  f"expected {_INPUT_FORMS}") from None
+    return pixels.reshape(1, IMAGE_PIXELS).astype(np.float32) / 255.0
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+
+def check_output(path: str, suffixes: Sequence[str], option: str = "--output") -> str:
+    """Check that `path` has an allowed suffix and can be created; return its lower-case suffix."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in suffixes:
+        raise InputError(f"invalid {option} {path!r}: expected a file ending in {' or '.join(suffixes)}")
+    if os.path.isdir(path):
+        raise InputError(f"invalid {option} {path!r}: is a directory; expected a file path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"invalid {option} {path!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise InputError(f"invalid {option} {path!r}: not writable")
+    return suffix
+
+
+def write_npy(path: str, array: np.ndarray) -> None:
+    """Write atomically: a reader never sees a half-written file, a failure leaves none."""
+    _write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
+
+
+def write_grid(path: str, inputs: np.ndarray, outputs: np.ndarray) -> None:
+    """A PNG of up to 64 images: rows of inputs, each followed by the row of their outputs."""
+    from PIL import Image
+
+    pixels = images.image_rows_grid(inputs[:GRID_MAX_IMAGES], outputs[:GRID_MAX_IMAGES], per_row=GRID_COLUMNS)
+    _write_atomically(path, lambda f: Image.fromarray(pixels, mode="L").save(f, format="PNG"))
+
+
+def _write_atomically(path: str, write) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".aetrack-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+# --- running the model ---------------------------------------------------------------------------
+
+
+def encoder_for_codes(model, uri: str):
+    """The model that maps images to codes: an encoder as given, or a full autoencoder's encoder."""
+    from aetrack.models import encoder_of
+
+    names = [layer.name for layer in model.layers]
+    if "encoder" in names and _output_size(model) == IMAGE_PIXELS:
+        return encoder_of(model)
+    _check_input(model, uri)
+    if _output_size(model) == IMAGE_PIXELS:
+        raise ModelError("--model", uri, "it outputs images (784 values), not codes",
+                         "an encoder (models:/<prefix>-encoder/...) or an autoencoder")
+    return model
+
+
+def check_image_model(model, uri: str) -> None:
+    """Raise unless `model` maps 784 pixels to 784 pixels (an autoencoder or denoiser)."""
+    _check_input(model, uri)
+    if _output_size(model) != IMAGE_PIXELS:
+        raise ModelError("--model", uri, f"it outputs {_output_size(model)} values per image",
+                         "an autoencoder (models:/<prefix>-autoencoder/...) giving 784")
+
+
+def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Run the model in inference mode, in batches; float32 numpy out."""
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def reconstruction_errors(model, images: np.ndarray) -> np.ndarray:
+    """Per-image MSE between each image and the model's reconstruction of it, shape (n,)."""
+    from aetrack.evaluation import per_image_mse
+
+    return per_image_mse(images, predict(model, images)).astype(np.float32)
+
+
+def _check_input(model, uri: str) -> None:
+    size = model.inputs[0].shape[-1] if model.inputs else None
+    if size != IMAGE_PIXELS:
+        raise ModelError("--model", uri, f"it takes {size} values per input",
+                         "a model taking 784-pixel images (not a decoder)")
+
+
+def _output_size(model) -> int | None:
+    return model.outputs[0].shape[-1] if model.outputs else None
+
+
+# --- the commands' operations --------------------------------------------------------------------
+# Each checks its arguments and files first (no TensorFlow), then loads the model and writes.
+
+
+def encode(model_uri: str, input_paths: Sequence[str], output_path: str) -> np.ndarray:
+    """Write the codes of the input images to a .npy; return them, float32 (n, code_size)."""
+    images_in = read_images(input_paths)
+    check_output(output_path, (".npy",))
+    check_model_spec(model_uri)
+    model = load_model(model_uri)
+    codes = predict(encoder_for_codes(model, model_uri), images_in)
+    write_npy(output_path, codes)
+    return codes
+
+
+def transform(model_uri: str, input_paths: Sequence[str], output_path: str, grid_path: str | None = None,
+              noise_factor: float | None = None, seed: int = 0) -> np.ndarray:
+    """Run an image-to-image model (reconstruct or denoise) on the inputs, optionally noised first
+    with `clip(x + noise_factor * N(0, 1), 0, 1)`; write .npy images or a .png grid (and `grid_path`)."""
+    images_in = read_images(input_paths)
+    suffix = check_output(output_path, (".npy", ".png"))
+    if grid_path is not None:
+        check_output(grid_path, (".png",), "--grid")
+    check_model_spec(model_uri)
+    if noise_factor is not None:
+        from aetrack.noise import add_noise
+
+        images_in = add_noise(images_in, noise_factor, seed)
+    model = load_model(model_uri)
+    check_image_model(model, model_uri)
+    outputs = predict(model, images_in)
+    if suffix == ".npy":
+        write_npy(output_path, outputs.reshape(-1, IMAGE_SIDE, IMAGE_SIDE))
+    else:
+        write_grid(output_path, images_in, outputs)
+    if grid_path is not None:
+        write_grid(grid_path, images_in, outputs)
+    return outputs
+
+
+def score(model_uri: str, input_paths: Sequence[str], output_path: str) -> np.ndarray:
+    """Write each input image's reconstruction error (anomaly score) to a .npy; return them."""
+    images_in = read_images(input_paths)
+    check_output(output_path, (".npy",))
+    check_model_spec(model_uri)
+    model = load_model(model_uri)
+    check_image_model(model, model_uri)
+    errors = reconstruction_errors(model, images_in)
+    write_npy(output_path, errors)
+    return errors
