@@ -25,6 +25,11 @@ LOSSES = ("bce", "mse")
 KNOWN_DATASETS = ("mnist", "fashion_mnist")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DEFAULT_EXPERIMENT = "aetrack"
+# The model URIs and files aetrack loads (`--model`, `init_model`, aetrack.load_model), described once.
+MODEL_URI_FORMS = (
+    "models:/<name>@<alias>, models:/<name>/<version>, models:/<name>/latest, "
+    "runs:/<run id>/<autoencoder|encoder|decoder>, an MLflow model directory, or a .keras file"
+)
 
 
 # --- value rules --------------------------------------------------------------------------------
@@ -100,7 +105,7 @@ class TrainConfig:
         _float_range(0.0, 5.0), DENOISE,
     )
     init_model: str = _param(
-        "", "Model URI (runs:/..., models:/..., or a .keras file) to start from; empty: fresh weights.",
+        "", "Model to start from (a model URI or a .keras file, as --model takes); empty: fresh weights.",
         None, DENOISE,
     )
     exclude_digits: str = _param(

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from aetrack import images
+from aetrack.config import MODEL_URI_FORMS
 from aetrack.data import IMAGE_PIXELS, IMAGE_SIDE
 from aetrack.errors import InputError, ModelError, first_line, one_line
 
@@ -25,11 +26,6 @@ GRID_COLUMNS = 16
 GRID_MAX_IMAGES = 64
 _INPUT_FORMS = "a .npy of shape (N, 28, 28) or (N, 784) (uint8 0..255 or float 0..1) or 28x28 PNG images"
 
-# The model URIs and files aetrack loads, described once for help texts and errors.
-MODEL_URI_FORMS = (
-    "models:/<name>@<alias>, models:/<name>/<version>, models:/<name>/latest, "
-    "runs:/<run id>/<autoencoder|encoder|decoder>, an MLflow model directory, or a .keras file"
-)
 # runs:/<run id>/<artifact path>
 _RUNS_URI = re.compile(r"^runs:/[0-9a-fA-F]{32}/[^\s]+$")
 # models:/<name>/<version>, models:/<name>@<alias>, or an MLflow 3 logged model id models:/m-<hex>

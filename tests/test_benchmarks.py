@@ -63,5 +63,5 @@ def test_end_to_end_tiny(tiny_npz):
     assert figure(out, "mlflow_run_seconds") > 0
     assert figure(out, "peak_rss_mib") > 100  # a TensorFlow process, not the small mlflow CLI alone
     phases = dict(re.findall(rf"^(.+?) +{NUMBER} +\d+%$", out, re.MULTILINE))
-    assert {"import tensorflow", "load_dataset", "fit", "evaluate"} <= set(phases)
+    assert {"import tensorflow", "load data", "fit", "evaluate", "log and register models"} <= set(phases)
     assert all(float(v) >= 0 for v in phases.values())

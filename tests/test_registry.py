@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from aetrack.errors import RegistryError
+from aetrack.errors import Interrupted, ModelError, RegistryError
 from aetrack.tracking.registry import PARTS, log_models, register_models
+from aetrack.train import train
 from aetrack.use import load_model
-from aetrack.train import Interrupted, train
 from tests.conftest import run_aetrack, subprocess_env
 
 
@@ -120,7 +120,7 @@ def test_runs_uri_and_bad_uris(registered):
                                registered.results[0].model.get_layer("encoder")(x).numpy(), atol=1e-6)
     for uri, reason in (("models:/aetrack-test-encoder/99", "not found"), ("models:/no-such-model/1", "not found"),
                         ("models:/aetrack-test-encoder@nope", "nope")):
-        with pytest.raises(RegistryError, match=r"cannot load model .*expected runs:/") as info:
+        with pytest.raises(ModelError, match=r"invalid --model .*: cannot load it .*expected models:/") as info:
             load_model(uri)
         assert reason in str(info.value).lower() and "\n" not in str(info.value)
 
@@ -134,7 +134,7 @@ def test_safe_mode_refuses_code_in_models(tracking):
     mlflow.set_experiment("safe-mode")
     with mlflow.start_run():
         info = mlflow.keras.log_model(model, name="lambda", pip_requirements=["keras"])
-    with pytest.raises(RegistryError, match="safe_mode"):
+    with pytest.raises(ModelError, match="safe_mode"):
         load_model(info.model_uri)
 
 

@@ -70,8 +70,7 @@ def tracking_dir(uri: str) -> Path:
 def registered_versions(uri: str) -> list:
     """Every registered model version in the store's registry (none if there is no database).
 
-    Trivially empty until training registers models (the registry issue); then it must stay empty
-    after every failure, because a failed or interrupted run must never register.
+    It must stay empty after every failure: a failed or interrupted run never registers.
     """
     path = uri[len("sqlite:///"):]
     if not os.path.exists(path):
@@ -161,7 +160,7 @@ BAD_OPTIONS = [
     ("basic", ["--dataset", "{text}"], "invalid dataset '{text}': not an .npz (zip) file; expected mnist"),
     ("denoise", ["--init-model", "{tmp}/missing.keras"],
      "invalid --init-model: invalid init_model '{tmp}/missing.keras': no such file or directory; "
-     "expected empty, runs:/<run id>/<path>, models:/<name>/<version>"),
+     "expected models:/<name>@<alias>, models:/<name>/<version>"),
     ("denoise", ["--init-model", "{truncated_keras}"],
      "invalid init_model '{truncated_keras}': not a readable .keras (zip) file: truncated or corrupt"),
     ("denoise", ["--init-model", "{h5_model}"], "invalid init_model '{h5_model}': not a .keras file"),
@@ -313,7 +312,7 @@ def test_nan_loss_fails_the_run_and_registers_nothing(tmp_path, tiny_npz, model_
                     "--init-model", model_files["nan"])
     assert out.returncode == 1, out.stderr[-2000:]
     assert error_line(out) == (
-        "aetrack: error: TrainingDiverged: training diverged: loss became nan in epoch 1; "
+        "aetrack: error: training diverged: loss became nan in epoch 1; "
         "lower learning_rate or check init_model and the dataset"
     )
     [run] = runs_in_store(uri)
@@ -415,7 +414,7 @@ def test_unreachable_tracking_server_fails_in_seconds(tmp_path, tiny_npz):
     out, seconds, heavy = cli(tmp_path, "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri, timeout=120)
     assert out.returncode == 1, out.stderr[-2000:]
     assert error_line(out) == (
-        f"aetrack: error: TrackingStoreError: cannot reach the MLflow tracking server at {uri} "
+        f"aetrack: error: cannot reach the MLflow tracking server at {uri} "
         "(MLFLOW_TRACKING_URI): Connection refused; start it (mlflow server ...) or point "
         "MLFLOW_TRACKING_URI at a reachable store"
     )
@@ -433,7 +432,7 @@ def test_unwritable_store_fails_with_a_clear_line(tmp_path, tiny_npz):
     out, seconds, heavy = cli(tmp_path, "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri)
     assert out.returncode == 1, out.stderr[-2000:]
     assert error_line(out) == (
-        f"aetrack: error: TrackingStoreError: tracking store {uri}: cannot create {tmp_path / 'afile'} "
+        f"aetrack: error: tracking store {uri}: cannot create {tmp_path / 'afile'} "
         f"because {tmp_path / 'afile'} is not a directory"
     )
     assert "tensorflow" not in heavy

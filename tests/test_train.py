@@ -87,7 +87,7 @@ def test_experiment_name_and_env_run(tracking, tiny_config, monkeypatch):
 
 def test_failure_marks_run_failed(tracking, tiny_config):
     # NaN weights load fine (so no preflight catches them), then the loss is NaN inside the run.
-    from aetrack.train import TrainingDiverged
+    from aetrack.errors import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="loss became nan"):
         train(tiny_config(entry_point="denoise", init_model=str(tracking_model_with_nan_weights())))

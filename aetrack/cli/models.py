@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import click
 
-_MODEL_HELP = "A model: models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/<part>, or a .keras file."
+from aetrack.config import MODEL_URI_FORMS
+
+_MODEL_HELP = f"The model: {MODEL_URI_FORMS}."
 _INPUT_HELP = ("A .npy of shape (N, 28, 28) or (N, 784), uint8 0..255 or float 0..1, or a 28x28 PNG "
                "(white digit on black). Repeat for more files; images are taken in order.")
 

@@ -62,7 +62,13 @@ def _train_command(entry_point: str) -> click.Command:
 
         given = {k: v for k, v in values.items() if v is not None}
         config = TrainConfig(entry_point=entry_point, experiment_name=experiment_name, **given).validated()
-        dataset = dataset_for(config)  # numpy only: a bad file fails before TensorFlow loads
+        # A bad dataset file (numpy only) or an unusable store fails in a second, before TensorFlow loads.
+        dataset = dataset_for(config)
+        import mlflow
+
+        from aetrack.tracking.run import check_tracking_store
+
+        check_tracking_store(mlflow.get_tracking_uri())
 
         from aetrack.train import train as run_training
 
