@@ -7,10 +7,12 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, subprocess_env
+from tests.helpers.processes import REPO, subprocess_env
 
 BENCH = REPO / "benchmarks"
 NUMBER = r"([-+]?\d+(?:\.\d+)?)"
+
+pytestmark = pytest.mark.slow  # each one runs a benchmark script, which trains in child processes
 
 
 def run_script(name, *args, timeout=300):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aetrack.data import DataError, check_dataset_spec, load_dataset
-from tests.conftest import synthetic_digits, write_npz
+from tests.helpers.data import synthetic_digits, write_npz
 
 
 def test_loads_keras_layout_and_flattens(tiny_npz):

@@ -11,10 +11,13 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pytest
 
-from tests.conftest import subprocess_env
+from tests.helpers.processes import subprocess_env
 
 STARTUP_SECONDS = 180
+
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
