@@ -1,4 +1,5 @@
-# The two README commands: `make run` (set up, then train `basic`) and `make test`.
+# The two README commands: `make run` (set up, then train `basic`) and `make test`; `make test-fast`
+# is the quick subset.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -7,7 +8,7 @@ EPOCHS ?= 10
 # mlflow run starts `python -m aetrack ...`: put the venv first on PATH so that python is ours.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run denoise test ui mlproject
+.PHONY: setup run denoise test test-fast ui mlproject
 
 setup: $(VENV)/.installed
 
@@ -27,6 +28,10 @@ denoise: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Everything but the tests marked slow (mlflow run, servers, signals, training in child processes).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000

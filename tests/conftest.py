@@ -1,41 +1,20 @@
-"""Shared fixtures: a real temporary MLflow tracking store and small datasets."""
+"""Shared fixtures: real temporary MLflow tracking stores, small datasets, and tiny runs trained
+once per session for the tests that only read them. Helpers live in tests/helpers/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
-import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers.data import SHARED_MNIST, write_npz
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist" / "mnist.npz"
-
-
-def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable 28x28 uint8 'digits': label k is a bright bar at a k-dependent place, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size=n).astype(np.uint8)
-    images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
-    for i, k in enumerate(labels):
-        row = 3 + 2 * int(k)
-        images[i, row : row + 3, 4:24] = 230
-        images[i, 4:24, row : row + 2] = 200
-    return images, labels
-
-
-def write_npz(path: Path, n_train: int = 256, n_test: int = 64, seed: int = 0, **overrides) -> Path:
-    x_train, y_train = synthetic_digits(n_train, seed)
-    x_test, y_test = synthetic_digits(n_test, seed + 1)
-    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    arrays.update(overrides)
-    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +58,7 @@ def tracking(tmp_path, monkeypatch) -> str:
     mlflow.set_registry_uri("")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config(tiny_npz):
     """A TrainConfig that trains in a couple of seconds on the tiny synthetic dataset."""
     from aetrack.config import TrainConfig
@@ -93,20 +72,85 @@ def tiny_config(tiny_npz):
     return make
 
 
-def subprocess_env(tracking_uri: str | None = None) -> dict[str, str]:
-    """Environment for child processes: this interpreter's bin dir first, quiet TensorFlow."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["MPLBACKEND"] = "Agg"
-    env.pop("MLFLOW_RUN_ID", None)
-    # mlflow.set_experiment() in an earlier in-process test exports this; `mlflow run` children
-    # then refuse --experiment-name ("Specify only one of ...").
-    env.pop("MLFLOW_EXPERIMENT_ID", None)
-    if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
-    return env
+@contextlib.contextmanager
+def _session_store(folder: Path):
+    """Point MLflow (this process) at a SQLite store in `folder`, cwd there, for a session fixture
+    to fill; afterwards restore the environment as it was."""
+    import mlflow
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
+                                            "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
+    cwd = os.getcwd()
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(key, None)
+    os.chdir(folder)  # artifacts (./mlruns) go next to the store
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield uri
+    finally:
+        os.chdir(cwd)
+        mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")
+        for key, value in saved.items():  # after set_*_uri(""), which write these variables
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _enter_store(store, monkeypatch):
+    """Make a session store this test's tracking store: URI for this process and children, cwd."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(store.folder)
+    mlflow.set_tracking_uri(store.uri)
+    mlflow.set_registry_uri(store.uri)
+    yield store
+    mlflow.set_tracking_uri("")
+    mlflow.set_registry_uri("")
+
+
+def _trained_store(tmp_path_factory, name: str, config) -> types.SimpleNamespace:
+    from aetrack.train import train
+
+    folder = tmp_path_factory.mktemp(name)
+    with _session_store(folder) as uri:
+        result = train(config)
+    return types.SimpleNamespace(uri=uri, folder=folder, config=config, result=result)
+
+
+def _shared_run(name: str, **overrides):
+    """Fixtures `<name>_store` (session: the run trained once, in its own store; a namespace with
+    uri, folder, config, result) and `<name>_run` (per test: that store entered, as `registered`)."""
+
+    def store(tmp_path_factory, tiny_config):
+        return _trained_store(tmp_path_factory, f"{name}-run", tiny_config(**overrides))
+
+    def entered(request, monkeypatch):
+        yield from _enter_store(request.getfixturevalue(f"{name}_store"), monkeypatch)
+
+    settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    store.__doc__ = f"A finished tiny run ({settings}) trained once per session in its own store."
+    entered.__doc__ = f"Enter `{name}_store`: its tracking URI for this process and children, cwd its folder."
+    return (pytest.fixture(scope="session", name=f"{name}_store")(store),
+            pytest.fixture(name=f"{name}_run")(entered))
+
+
+# Tiny runs that several tests only read, trained once per session. A test that adds runs or
+# aliases uses `tracking` instead.
+# basic: 3 epochs, code size 16, step images of 5 samples every epoch, not registered.
+basic_store, basic_run = _shared_run("basic", epochs=3, image_samples=5)
+# one_epoch: 1 epoch, seed 0, per-epoch images off.
+one_epoch_store, one_epoch_run = _shared_run("one_epoch", epochs=1, image_every=0)
+# denoise: 3 epochs, mse, noise 0.5, seed 2, step images of 3 samples.
+denoise_store, denoise_run = _shared_run("denoise", entry_point="denoise", epochs=3, loss="mse", noise_factor=0.5,
+                                         seed=2, image_samples=3)
 
 
 @pytest.fixture(scope="session")
@@ -117,55 +161,18 @@ def registered_store(tmp_path_factory, tiny_npz):
     Run 1 trains 1 epoch, run 2 trains 4 (lower test_bce); run 2's versions are the `candidate`s.
     Returns a namespace: uri, folder, prefix, results (TrainResult of run 1 and 2), dataset.
     """
-    import types
-
-    import mlflow
-
     from aetrack.config import TrainConfig
     from aetrack.train import train
 
     folder = tmp_path_factory.mktemp("registered")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID")}
-    cwd = os.getcwd()
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.environ.pop("MLFLOW_RUN_ID", None)
-    os.chdir(folder)  # artifacts (./mlruns) go next to the store
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with _session_store(folder) as uri:
         common = dict(batch_size=32, code_size=8, train_samples=256, test_samples=32, dataset=str(tiny_npz),
                       image_samples=4, register=True, model_prefix="aetrack-test")
         results = [train(TrainConfig(epochs=1, **common)), train(TrainConfig(epochs=4, **common))]
-    finally:
-        os.chdir(cwd)
-        mlflow.set_tracking_uri("")
-        mlflow.set_registry_uri("")
-        for key, value in saved.items():  # after set_*_uri(""), which write these variables
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return types.SimpleNamespace(uri=uri, folder=folder, prefix="aetrack-test", results=results, dataset=tiny_npz)
 
 
 @pytest.fixture
 def registered(registered_store, monkeypatch):
     """Enter `registered_store`: its tracking URI for this process and children, cwd its folder."""
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered_store.uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registered_store.uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.chdir(registered_store.folder)
-    mlflow.set_tracking_uri(registered_store.uri)
-    mlflow.set_registry_uri(registered_store.uri)
-    yield registered_store
-    mlflow.set_tracking_uri("")
-    mlflow.set_registry_uri("")
-
-
-def run_aetrack(*args, uri: str | None = None, cwd=None, timeout: float = 240) -> subprocess.CompletedProcess:
-    """The real `aetrack` command in a child process (`python -m aetrack ...`), output captured."""
-    return subprocess.run([sys.executable, "-m", "aetrack", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=subprocess_env(uri), cwd=cwd)
+    yield from _enter_store(registered_store, monkeypatch)

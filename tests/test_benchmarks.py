@@ -7,10 +7,12 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, subprocess_env
+from tests.helpers.processes import REPO, subprocess_env
 
 BENCH = REPO / "benchmarks"
 NUMBER = r"([-+]?\d+(?:\.\d+)?)"
+
+pytestmark = pytest.mark.slow  # each one runs a benchmark script, which trains in child processes
 
 
 def run_script(name, *args, timeout=300):
@@ -39,7 +41,8 @@ def test_speed_tiny(tiny_npz):
     tracked, untracked = float(rows["aetrack_tracked"][1]), float(rows["aetrack_untracked"][1])
     # The printed seconds are rounded to 3 decimals, so the recomputed percentage is only close.
     assert figure(out, "tracking_overhead_percent") == pytest.approx(100 * (tracked / untracked - 1), abs=1.0)
-    assert figure(out, "callback_time_percent") >= 0
+    # Tracked runs log metrics and images to MLflow every epoch: time inside the callbacks is real.
+    assert figure(out, "callback_time_percent") > 0
     assert 0 < figure(out, "aetrack_help_seconds") < 30
     assert figure(out, "matmul_peak_gflops") > 0
 
@@ -53,7 +56,16 @@ def test_fidelity_tiny(tiny_npz):
         for pub, ours, diff in ((pub_b, ours_b, diff_b), (pub_d, ours_d, diff_d)):
             assert float(diff) == pytest.approx(100 * (float(ours) - float(pub)) / float(pub), abs=0.2)
     assert rows[0][1] == "0.2034" and rows[1][4] == "0.1015"  # published values, not ours
-    assert re.search(r"^final_basic: epoch 2 .*(PASS|FAIL)$", out, re.MULTILINE)
+    # The verdict follows the rule it prints (|diff| within the target), checked from its own numbers:
+    # synthetic digits land far from the published MNIST loss, so here the rule must say FAIL.
+    verdicts = re.findall(rf"^final_(\w+): epoch (\d+) loss {NUMBER} published {NUMBER} diff {NUMBER}% "
+                          rf"\(target within {NUMBER}%\) (PASS|FAIL)$", out, re.MULTILINE)
+    assert [v[:2] for v in verdicts] == [("basic", "2"), ("denoise", "2")], out
+    for (_, _, loss, published, diff, target, verdict), row in zip(verdicts, (rows[1][2], rows[1][5])):
+        assert loss == row  # the last table row's own loss
+        assert float(diff) == pytest.approx(100 * (float(loss) - float(published)) / float(published), abs=0.2)
+        assert verdict == ("PASS" if abs(float(diff)) <= float(target) else "FAIL")
+    assert verdicts[0][3] == "0.1229" and verdicts[0][6] == "FAIL"
     assert re.search(r"^init_model for denoise: (runs:/|models:/|.*\.keras$)", out, re.MULTILINE)
 
 
@@ -62,6 +74,14 @@ def test_end_to_end_tiny(tiny_npz):
                      "--test-samples", 16, "--register", "false")
     assert figure(out, "mlflow_run_seconds") > 0
     assert figure(out, "peak_rss_mib") > 100  # a TensorFlow process, not the small mlflow CLI alone
-    phases = dict(re.findall(rf"^(.+?) +{NUMBER} +\d+%$", out, re.MULTILINE))
+    phases = {name: (float(seconds), int(share))
+              for name, seconds, share in re.findall(rf"^(.+?) +{NUMBER} +(\d+)%$", out, re.MULTILINE)}
     assert {"import tensorflow", "load data", "fit", "evaluate", "log and register models"} <= set(phases)
-    assert all(float(v) >= 0 for v in phases.values())
+    # The phases account for the phase run: no phase counted twice (the sum would exceed the run),
+    # none missing beyond the short untimed setup between imports and train(); each share is its
+    # seconds over the run (printed rounded, to 0.01 s and 1%).
+    total = figure(out, "phase_run_seconds")
+    summed = sum(s for s, _ in phases.values())
+    assert total - max(0.05 * total, 0.3) <= summed <= total + 0.01 * len(phases) + 0.05, (summed, total)
+    for seconds, share in phases.values():
+        assert share == pytest.approx(100 * seconds / total, abs=1)

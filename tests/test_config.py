@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from aetrack.config import ConfigError, TrainConfig, parse_value, render_mlproject, training_params
-from tests.conftest import REPO
+from tests.helpers.processes import REPO
 
 
 def test_defaults_are_the_seed_tutorials():

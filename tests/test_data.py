@@ -1,10 +1,11 @@
 import hashlib
+import re
 
 import numpy as np
 import pytest
 
 from aetrack.data import DataError, check_dataset_spec, load_dataset
-from tests.conftest import synthetic_digits, write_npz
+from tests.helpers.data import synthetic_digits, write_npz
 
 
 def test_loads_keras_layout_and_flattens(tiny_npz):
@@ -21,7 +22,7 @@ def test_hash_covers_the_arrays_used(tiny_npz):
     a = load_dataset(str(tiny_npz), 100, 10)
     assert a.sha256 == load_dataset(str(tiny_npz), 100, 10).sha256
     assert a.sha256 != load_dataset(str(tiny_npz), 101, 10).sha256
-    assert len(a.sha256) == 64 and int(a.sha256, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", a.sha256), a.sha256  # lower-case hex SHA-256, as MLflow tags show it
     with np.load(tiny_npz) as npz:
         h = hashlib.sha256()
         for k, n in (("x_train", 100), ("y_train", 100), ("x_test", 10), ("y_test", 10)):

@@ -124,9 +124,9 @@ def read_png(run_id: str, path: str, tmp_path: Path) -> np.ndarray:
         return np.asarray(image)
 
 
-def test_basic_images_every_epoch_show_inputs_and_model_outputs(tracking, tiny_config, tmp_path):
-    config = tiny_config(epochs=3, image_samples=5)
-    result = train(config)
+def test_basic_images_every_epoch_show_inputs_and_model_outputs(basic_run, tmp_path):
+    config, result = basic_run.config, basic_run.result
+    assert (config.epochs, config.image_samples, config.image_every) == (3, 5, 1)
     logged = step_images(result.run_id)
     assert set(logged) == {"reconstruction", "latent_codes"}
     assert sorted(logged["reconstruction"]) == [1, 2, 3] and sorted(logged["latent_codes"]) == [1, 2, 3]
@@ -162,12 +162,13 @@ def test_basic_images_every_epoch_show_inputs_and_model_outputs(tracking, tiny_c
         assert np.abs(tile(latent, i // 2, i % 2, h, w)[::zoom, ::zoom] - expected).max() <= 1
 
 
-def test_denoise_images_show_noisy_denoised_and_clean(tracking, tiny_config, tmp_path):
-    config = tiny_config(entry_point="denoise", epochs=1, image_samples=3, noise_factor=0.5, seed=2)
-    result = train(config)
+def test_denoise_images_show_noisy_denoised_and_clean(denoise_run, tmp_path):
+    config, result = denoise_run.config, denoise_run.result
+    assert (config.epochs, config.image_samples, config.noise_factor, config.seed) == (3, 3, 0.5, 2)
     logged = step_images(result.run_id)
-    assert sorted(logged["reconstruction"]) == [1] and sorted(logged["latent_codes"]) == [1]
-    grid = read_png(result.run_id, logged["reconstruction"][1], tmp_path)
+    assert sorted(logged["reconstruction"]) == [1, 2, 3] and sorted(logged["latent_codes"]) == [1, 2, 3]
+    # The last epoch's image shows the final model's outputs.
+    grid = read_png(result.run_id, logged["reconstruction"][3], tmp_path)
     assert grid.shape == (3 * SIDE + 4 * PAD, 3 * SIDE + 4 * PAD)
 
     data = load_dataset(config.dataset, config.train_samples, config.test_samples)
@@ -186,7 +187,10 @@ def test_image_every_sets_the_steps(tracking, tiny_config):
     logged = step_images(every_other.run_id)
     assert sorted(logged["reconstruction"]) == [2, 4] and sorted(logged["latent_codes"]) == [2, 4]
 
-    off = train(tiny_config(epochs=2, image_every=0))
+
+def test_image_every_zero_logs_no_step_images(one_epoch_run):
+    off = one_epoch_run.result
+    assert one_epoch_run.config.image_every == 0
     assert step_images(off.run_id) == {}
     assert MlflowClient().list_artifacts(off.run_id, "images") == []
     # Per-epoch images off does not turn off the end-of-run figures.

@@ -14,7 +14,7 @@ from PIL import Image
 from aetrack import images
 from aetrack.tracking import plots
 from aetrack.train import train
-from conftest import subprocess_env
+from tests.helpers.processes import subprocess_env
 
 
 def read_figure(run_id, path, tmp_path) -> np.ndarray:
@@ -30,16 +30,16 @@ def assert_not_blank(pixels: np.ndarray, name: str) -> None:
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10, f"{name} has almost no colours"
 
 
-def test_basic_run_logs_the_final_figures(tracking, tiny_config, tmp_path):
-    result = train(tiny_config(epochs=2))
+def test_basic_run_logs_the_final_figures(basic_run, tmp_path):
+    result = basic_run.result
     listed = {a.path for a in MlflowClient().list_artifacts(result.run_id, "figures")}
     assert listed == {"figures/reconstructions.png", "figures/loss_curves.png", "figures/latent_map.png"}
     for path in sorted(listed):
         assert_not_blank(read_figure(result.run_id, path, tmp_path), path)
 
 
-def test_denoise_run_adds_the_noise_levels_figure(tracking, tiny_config, tmp_path):
-    result = train(tiny_config(entry_point="denoise", epochs=1, image_every=0))
+def test_denoise_run_adds_the_noise_levels_figure(denoise_run, tmp_path):
+    result = denoise_run.result
     listed = {a.path for a in MlflowClient().list_artifacts(result.run_id, "figures")}
     assert "figures/denoise_levels.png" in listed and len(listed) == 4
     levels = read_figure(result.run_id, "figures/denoise_levels.png", tmp_path)
@@ -91,6 +91,7 @@ def test_pca_finds_the_main_direction():
     assert plots.pca_2d(np.ones((4, 1))).shape == (4, 2)  # a 1-number code still gives 2-D points
 
 
+@pytest.mark.slow
 def test_training_process_draws_on_agg_and_opens_no_window(tracking, tiny_npz):
     """In a fresh process whose MPLBACKEND asks for a GUI backend (TkAgg) and that has no display,
     a whole run must still draw every figure on an Agg canvas and load no GUI backend."""

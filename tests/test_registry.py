@@ -17,7 +17,8 @@ from aetrack.errors import Interrupted, ModelError, RegistryError
 from aetrack.tracking.registry import PARTS, log_models, register_models
 from aetrack.train import train
 from aetrack.use import load_model
-from tests.conftest import run_aetrack, subprocess_env
+from tests.helpers.errors import error_line
+from tests.helpers.processes import run_aetrack, subprocess_env
 
 
 def _inputs(store, n=12):
@@ -84,6 +85,7 @@ np.savez(sys.argv[2], **outputs)
 """
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_every_model_like_the_trained_one(registered, tmp_path):
     x = _inputs(registered)
     np.save(tmp_path / "x.npy", x)
@@ -138,8 +140,9 @@ def test_safe_mode_refuses_code_in_models(tracking):
         load_model(info.model_uri)
 
 
-def test_register_false_logs_but_registers_nothing(tracking, tiny_config):
-    result = train(tiny_config(epochs=1, register=False))
+def test_register_false_logs_but_registers_nothing(basic_run):
+    result = basic_run.result  # trained with register=False
+    assert basic_run.config.register is False
     client = MlflowClient()
     assert result.registered_versions == {}
     assert client.search_registered_models() == [] and client.search_model_versions() == []
@@ -148,6 +151,7 @@ def test_register_false_logs_but_registers_nothing(tracking, tiny_config):
     assert {m.source_run_id for m in logged} == {result.run_id}
 
 
+@pytest.mark.slow  # a signal mid-training
 def test_run_interrupted_mid_training_registers_nothing(tracking, tiny_config):
     client = MlflowClient()
 
@@ -190,6 +194,7 @@ def test_failed_registration_deletes_the_versions_it_made(tracking, tiny_config)
     assert client.search_model_versions("name LIKE 'aetrack-broken%'") == []
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_get_distinct_versions(tracking, tmp_path, tiny_npz):
     # Create the store first so both children only write to it (schema creation is not concurrent-safe).
     client = MlflowClient()
@@ -216,6 +221,7 @@ def promote_cli(*args, uri):
     return run_aetrack("promote", *args, uri=uri, timeout=120)
 
 
+@pytest.mark.slow
 def test_promote_by_version_and_if_better(registered):
     client = MlflowClient()
     name = "aetrack-test-autoencoder"
@@ -241,10 +247,8 @@ def test_promote_by_version_and_if_better(registered):
         ([name, "--version", "7"], "invalid --version 7: 'aetrack-test-autoencoder' has no version 7; expected one of 1, 2"),
         ([name], "give --version N or --if-better"),
     ):
-        out = promote_cli(*args, uri=registered.uri)
-        lines = out.stderr.strip().splitlines()
-        assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("aetrack: error: "), out.stderr
-        assert expected in lines[0]
+        line = error_line(promote_cli(*args, uri=registered.uri), 2, only_line=True)
+        assert expected in line, line
     assert champion() == "2"
 
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import time
 import zipfile
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +20,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.errors import ModelError
-from tests.conftest import REPO, subprocess_env, synthetic_digits, write_npz
+from tests.helpers.data import synthetic_digits, write_npz
+from tests.helpers.errors import error_line
+from tests.helpers.imports import run_with_import_probe
+from tests.helpers.processes import REPO, free_port, subprocess_env, wait_for_first_epoch
 
-# Runs the real CLI module (`python -m aetrack`) and, at exit, prints which heavy modules it loaded.
-_CLI_WITH_IMPORT_PROBE = (
-    "import atexit, runpy, sys\n"
-    "atexit.register(lambda: print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'mlflow') "
-    "if m in sys.modules)))\n"
-    "sys.argv = ['aetrack'] + sys.argv[1:]\n"
-    "runpy.run_module('aetrack', run_name='__main__', alter_sys=True)\n"
-)
 TINY = ["--train-samples", "64", "--test-samples", "16", "--code-size", "8", "--epochs", "1",
         "--image-samples", "4", "--register", "true"]
 
@@ -41,16 +33,10 @@ def store_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def cli(tmp_path: Path, *args: str, uri: str | None = None, timeout: float = 180, env_extra=None):
-    """Run the CLI in `tmp_path`; return (completed process, seconds, heavy modules it loaded)."""
-    env = subprocess_env(uri or store_uri(tmp_path))
-    env.update(env_extra or {})
-    started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", _CLI_WITH_IMPORT_PROBE, *args], capture_output=True,
-                         text=True, timeout=timeout, cwd=tmp_path, env=env)
-    seconds = time.monotonic() - started
-    heavy = next((line[len("HEAVY "):] for line in out.stdout.splitlines() if line.startswith("HEAVY ")), None)
-    return out, seconds, heavy
+def cli(tmp_path: Path, *args: str, uri: str | None = None, timeout: float = 180):
+    """Run the CLI in `tmp_path` against its store; return (completed process, seconds, heavy modules)."""
+    probed = run_with_import_probe(*args, uri=uri or store_uri(tmp_path), cwd=tmp_path, timeout=timeout)
+    return probed.out, probed.seconds, probed.heavy
 
 
 def runs_in_store(uri: str) -> list:
@@ -61,6 +47,13 @@ def runs_in_store(uri: str) -> list:
     client = MlflowClient(uri)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(experiment_ids) if experiment_ids else []
+
+
+def experiment_names(uri: str) -> list[str]:
+    """Names of the store's experiments (none if the database was never created)."""
+    if not os.path.exists(uri[len("sqlite:///"):]):
+        return []
+    return [e.name for e in MlflowClient(uri).search_experiments()]
 
 
 def tracking_dir(uri: str) -> Path:
@@ -76,14 +69,6 @@ def registered_versions(uri: str) -> list:
     if not os.path.exists(path):
         return []
     return list(MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions())
-
-
-def error_line(out: subprocess.CompletedProcess) -> str:
-    """The one `aetrack:` line on stderr, with no traceback anywhere."""
-    assert "Traceback" not in out.stderr, out.stderr[-3000:]
-    lines = [line for line in out.stderr.splitlines() if line.startswith("aetrack:")]
-    assert len(lines) == 1, out.stderr[-3000:]
-    return lines[0]
 
 
 def assert_nothing_started(tmp_path: Path, uri: str | None = None) -> None:
@@ -176,10 +161,9 @@ def test_bad_option_fails_before_anything_heavy(tmp_path, bad_files, entry_point
     names = {"tmp": str(tmp_path), **bad_files}
     args = [a.format(**names) for a in args]
     out, seconds, heavy = cli(tmp_path, "train", entry_point, "--dataset", bad_files["small"], *TINY, *args)
-    assert out.returncode == 2, out.stderr[-2000:]
-    line = error_line(out)
-    assert line.startswith("aetrack: error: ") and expected.format(**names) in line, line
-    assert heavy == "[]", f"loaded {heavy} before rejecting {args}"
+    line = error_line(out, 2)
+    assert expected.format(**names) in line, line
+    assert heavy == [], f"loaded {heavy} before rejecting {args}"
     assert seconds < 15, seconds  # typically ~0.5 s; generous for a busy 2-core machine
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
@@ -205,9 +189,9 @@ def test_bad_dataset_fails_before_tensorflow_or_a_run(tmp_path, bad_files, name,
     path = bad_files[name]
     out, seconds, heavy = cli(tmp_path, "train", "basic", *TINY, "--train-samples", "8", "--test-samples", "4",
                               "--dataset", path, *args)
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert error_line(out) == "aetrack: error: " + expected.format(path=path)
-    assert heavy == "[]" and seconds < 15
+    assert error_line(out, 2) == "aetrack: error: " + expected.format(path=path)
+    assert not {"tensorflow", "keras", "mlflow"} & set(heavy), heavy
+    assert seconds < 15
     assert not (tmp_path / "mlflow.db").exists()
 
 
@@ -274,14 +258,15 @@ def test_unusable_init_model_fails_before_the_run(tracking, tiny_config, model_f
     assert str(info.value).startswith(f"invalid init_model {value!r}: ") and expected in str(info.value)
     assert "\n" not in str(info.value)
     assert runs_in_store(tracking) == [] and registered_versions(tracking) == []
+    assert "aetrack" not in experiment_names(tracking)  # not even the experiment was made
 
 
+@pytest.mark.slow
 def test_unsafe_init_model_through_the_cli(tmp_path, tiny_npz, model_files):
     """The same refusal through the real CLI: exit 2, one line, no run."""
     value = model_files["lambda"]
     out, _, _ = cli(tmp_path, "train", "denoise", *TINY, "--dataset", str(tiny_npz), "--init-model", value)
-    assert out.returncode == 2, out.stderr[-2000:]
-    line = error_line(out)
+    line = error_line(out, 2)
     assert line.startswith(f"aetrack: error: invalid init_model {value!r}: cannot load it (Requested the "
                            "deserialization of a `Lambda` layer") and "safe_mode" in line
     assert_nothing_started(tmp_path)
@@ -306,12 +291,12 @@ def test_good_init_model_is_used(tracking, tiny_config, model_files):
 # --- faults during a run: the run ends FAILED or KILLED with a reason; nothing is registered -------
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_run_and_registers_nothing(tmp_path, tiny_npz, model_files):
     uri = store_uri(tmp_path)
     out, _, _ = cli(tmp_path, "train", "denoise", *TINY, "--epochs", "3", "--dataset", str(tiny_npz),
                     "--init-model", model_files["nan"])
-    assert out.returncode == 1, out.stderr[-2000:]
-    assert error_line(out) == (
+    assert error_line(out, 1) == (
         "aetrack: error: training diverged: loss became nan in epoch 1; "
         "lower learning_rate or check init_model and the dataset"
     )
@@ -325,42 +310,7 @@ def test_nan_loss_fails_the_run_and_registers_nothing(tmp_path, tiny_npz, model_
     assert registered_versions(uri) == []
 
 
-def logged_loss_points(db: Path) -> int:
-    """`loss` points in the store, read with plain sqlite3 in read-only mode.
-
-    MlflowClient would run schema migrations on a database the child is still creating; a
-    read-only query cannot interfere and just finds nothing until the tables exist.
-    """
-    if not db.exists():
-        return 0
-    try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
-            return conn.execute("SELECT COUNT(*) FROM metrics WHERE key = 'loss'").fetchone()[0]
-    except sqlite3.OperationalError:  # no tables yet, or locked for a moment
-        return 0
-
-
-def _wait_for_first_epoch(child: subprocess.Popen, db: Path, what: str) -> None:
-    """Wait (bounded) until the child has logged an epoch's loss; fail if it exits first."""
-
-    def first_epoch_logged():
-        if child.poll() is not None:
-            raise AssertionError(f"{what} ended early: {child.stderr.read()[-2000:]}")
-        return logged_loss_points(db) > 0
-
-    _wait_for(first_epoch_logged, 240, "the first epoch to be logged")
-
-
-def _wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number,exit_code,repeats", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 1),
                                                                (signal.SIGINT, 130, 5)],
                          ids=["SIGINT", "SIGTERM", "SIGINT-mashed"])
@@ -377,7 +327,7 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
     child = subprocess.Popen([sys.executable, "-m", "aetrack", *args], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
-        _wait_for_first_epoch(child, tmp_path / "mlflow.db", "training")
+        wait_for_first_epoch(child, tmp_path / "mlflow.db", "training")
         for _ in range(repeats):
             child.send_signal(signal_number)
             time.sleep(0.02)
@@ -403,17 +353,11 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
     assert registered_versions(uri) == []
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.slow
 def test_unreachable_tracking_server_fails_in_seconds(tmp_path, tiny_npz):
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     out, seconds, heavy = cli(tmp_path, "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri, timeout=120)
-    assert out.returncode == 1, out.stderr[-2000:]
-    assert error_line(out) == (
+    assert error_line(out, 1) == (
         f"aetrack: error: cannot reach the MLflow tracking server at {uri} "
         "(MLFLOW_TRACKING_URI): Connection refused; start it (mlflow server ...) or point "
         "MLFLOW_TRACKING_URI at a reachable store"
@@ -424,14 +368,14 @@ def test_unreachable_tracking_server_fails_in_seconds(tmp_path, tiny_npz):
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "TrackingStoreError" in debug.stderr
 
 
+@pytest.mark.slow
 def test_unwritable_store_fails_with_a_clear_line(tmp_path, tiny_npz):
     # Tests run as root, which ignores permission bits; a store path under a regular file is
     # unwritable for everyone, so that is the case checked here.
     (tmp_path / "afile").write_text("x")
     uri = f"sqlite:///{tmp_path / 'afile' / 'mlflow.db'}"
     out, seconds, heavy = cli(tmp_path, "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri)
-    assert out.returncode == 1, out.stderr[-2000:]
-    assert error_line(out) == (
+    assert error_line(out, 1) == (
         f"aetrack: error: tracking store {uri}: cannot create {tmp_path / 'afile'} "
         f"because {tmp_path / 'afile'} is not a directory"
     )
@@ -439,13 +383,13 @@ def test_unwritable_store_fails_with_a_clear_line(tmp_path, tiny_npz):
     (tmp_path / "store.db").mkdir()
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     out, _, _ = cli(tmp_path, "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri)
-    assert out.returncode == 1
-    assert error_line(out).endswith(f"{tmp_path / 'store.db'} is a directory; expected a database file")
+    assert error_line(out, 1).endswith(f"{tmp_path / 'store.db'} is a directory; expected a database file")
 
 
 # --- the same inputs under `mlflow run`, which passes -P values through unchecked -----------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "entry_point,params,expected",
     [
@@ -472,6 +416,7 @@ def test_mlflow_run_bad_parameter_ends_failed(tmp_path, tiny_npz, bad_files, ent
     assert registered_versions(uri) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_under_mlflow_run_kills_the_run(tmp_path, tiny_npz):
     """Ctrl-C in a terminal signals the whole foreground process group: `mlflow run` and aetrack."""
     uri = store_uri(tmp_path)
@@ -482,7 +427,7 @@ def test_ctrl_c_under_mlflow_run_kills_the_run(tmp_path, tiny_npz):
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                              env=subprocess_env(uri), start_new_session=True)
     try:
-        _wait_for_first_epoch(child, tmp_path / "mlflow.db", "mlflow run")
+        wait_for_first_epoch(child, tmp_path / "mlflow.db", "mlflow run")
         os.killpg(child.pid, signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
     finally:
@@ -513,7 +458,8 @@ def test_damaged_logged_model_is_refused(tracking, tiny_config, model_files, dam
     model = keras.saving.load_model(source, safe_mode=False)  # we made it; the test trusts it
     mlflow.set_experiment("logged")
     with mlflow.start_run() as logging_run:
-        info = mlflow.keras.log_model(model, name="autoencoder")
+        # Given requirements: inferring them would start a child process (seconds) for nothing tested here.
+        info = mlflow.keras.log_model(model, name="autoencoder", pip_requirements=["keras"])
     value = f"runs:/{logging_run.info.run_id}/autoencoder"
     if damage == "truncated":
         from aetrack.use import load_init_model

@@ -18,13 +18,13 @@ def _final(client, run_id):
     return run, run.data.metrics
 
 
-def test_basic_run_logs_quality_metrics(tracking, tiny_config):
-    result = train(tiny_config(epochs=2))
+def test_basic_run_logs_quality_metrics(basic_run, tiny_config):
+    result = basic_run.result
     client = MlflowClient()
     run, logged = _final(client, result.run_id)
     assert QUALITY <= set(logged) and not (DENOISE_ONLY & set(logged)) and "anomaly_auc" not in logged
     # Logged once, at the last epoch's step, and equal to an independent recomputation.
-    assert [m.step for m in client.get_metric_history(result.run_id, "test_psnr")] == [2]
+    assert [m.step for m in client.get_metric_history(result.run_id, "test_psnr")] == [basic_run.config.epochs]
     data = load_dataset(tiny_config().dataset, 256, 32)
     predicted = result.model(data.x_test, training=False).numpy()
     assert logged["test_psnr"] == pytest.approx(psnr(data.x_test, predicted), rel=1e-6)

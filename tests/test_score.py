@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 
 from aetrack.train import train
-from tests.conftest import run_aetrack, synthetic_digits
+from tests.helpers.data import synthetic_digits
+from tests.helpers.errors import error_line
+from tests.helpers.processes import run_aetrack
+
+pytestmark = pytest.mark.slow  # `aetrack score` loads TensorFlow in a child process
 
 
 def aetrack(*args, cwd):
@@ -13,11 +17,12 @@ def aetrack(*args, cwd):
 
 
 @pytest.fixture
-def saved_model(tracking, tiny_config, tmp_path):
-    result = train(tiny_config(epochs=2))
+def saved_model(basic_store, tmp_path):
+    """The shared tiny basic run's model, saved as a .keras file."""
+    model = basic_store.result.model
     path = tmp_path / "m.keras"
-    result.model.save(path)
-    return result.model, path
+    model.save(path)
+    return model, path
 
 
 def test_score_writes_per_image_mse(saved_model, tmp_path):
@@ -62,9 +67,7 @@ def test_score_errors_are_one_line(tmp_path):
     for args, expected in cases:
         model_args = [] if "--model" in args else ["--model", str(path)]
         out = aetrack("score", *model_args, *args, cwd=tmp_path)
-        assert out.returncode == 2, out.stderr
-        # Once TensorFlow is imported it may log start-up lines of its own; aetrack's is one line.
-        lines = [line for line in out.stderr.strip().splitlines() if line.startswith("aetrack")]
-        assert len(lines) == 1 and lines[0].startswith("aetrack: error: ") and expected in lines[0], out.stderr
-        assert out.stderr.strip().splitlines()[-1] == lines[0]
+        # Once TensorFlow is imported it may log start-up lines of its own; aetrack's is one line, the last.
+        line = error_line(out, 2)
+        assert expected in line and out.stderr.strip().splitlines()[-1] == line, out.stderr
         assert not list(tmp_path.glob("scores*"))  # nothing written

@@ -1,9 +1,6 @@
 """Input checks and output writing (pure numpy/Pillow), and the real `aetrack encode / reconstruct /
 denoise` commands on .npy and PNG files against registered models."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,7 +9,10 @@ from aetrack.errors import InputError
 from aetrack.images import image_rows_grid
 from aetrack.use import GRID_COLUMNS, check_output, read_images, to_model_images, write_grid, write_npy
 from aetrack.noise import add_noise
-from tests.conftest import run_aetrack, subprocess_env, synthetic_digits
+from tests.helpers.data import synthetic_digits
+from tests.helpers.errors import error_line
+from tests.helpers.imports import run_with_import_probe
+from tests.helpers.processes import run_aetrack
 
 
 def aetrack(*args, uri, cwd, timeout=240):
@@ -111,12 +111,7 @@ def test_grid_png_shows_nan_outputs_as_black(tmp_path, digits):
 # --- the real commands -----------------------------------------------------------------------------
 
 
-def _one_error_line(out) -> str:
-    lines = [line for line in out.stderr.splitlines() if line.startswith("aetrack:")]
-    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
-    return lines[0]
-
-
+@pytest.mark.slow
 def test_encode_npy_and_png_like_the_trained_encoder(registered, tmp_path, digits):
     np.save(tmp_path / "x.npy", digits)
     Image.fromarray(digits[0]).save(tmp_path / "one.png")
@@ -132,6 +127,7 @@ def test_encode_npy_and_png_like_the_trained_encoder(registered, tmp_path, digit
     np.testing.assert_allclose(codes[6], expected[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_reconstruct_to_png_grid(registered, tmp_path, digits):
     for i in range(3):
         Image.fromarray(digits[i]).save(tmp_path / f"d{i}.png")
@@ -146,6 +142,7 @@ def test_reconstruct_to_png_grid(registered, tmp_path, digits):
     assert grid.shape == (2 * 30 + 2, 3 * 30 + 2)
 
 
+@pytest.mark.slow
 def test_denoise_with_added_noise_npy_and_grid(registered, tmp_path, digits):
     np.save(tmp_path / "x.npy", digits.astype(np.float32) / 255.0)
     out = aetrack("denoise", "-m", f"models:/{registered.prefix}-autoencoder/latest", "-i", "x.npy", "-o", "clean.npy",
@@ -159,6 +156,7 @@ def test_denoise_with_added_noise_npy_and_grid(registered, tmp_path, digits):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "grid.png")), image_rows_grid(noisy, expected, per_row=GRID_COLUMNS))
 
 
+@pytest.mark.slow
 def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
     np.save(tmp_path / "x.npy", digits)
     np.save(tmp_path / "wide.npy", np.zeros((2, 30, 30), np.uint8))
@@ -172,22 +170,19 @@ def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
         (["encode", "-m", encoder, "-o", "c.npy"], "invalid --input: missing; expected an input file"),
     ]
     for args, expected in cases:
-        line = _one_error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path))
-        assert line.startswith("aetrack: error: ") and expected in line, line
+        line = error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path), 2)
+        assert expected in line, line
     # These checks happen before TensorFlow, Keras or MLflow are imported.
-    probe = ("import sys; from aetrack.cli import main\n"
-             "try:\n    main(['encode', '-m', 'models:/x/1', '-i', 'wide.npy', '-o', 'c.npy'])\n"
-             "except SystemExit as e:\n    print('EXIT', e.code)\n"
-             "print('HEAVY', [m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules])\n")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
-                         env=subprocess_env(registered.uri))
-    assert "EXIT 2" in out.stdout and "HEAVY []" in out.stdout, out.stdout + out.stderr
+    probed = run_with_import_probe("encode", "-m", "models:/x/1", "-i", "wide.npy", "-o", "c.npy",
+                                   uri=registered.uri, cwd=tmp_path)
+    assert "invalid --input 'wide.npy'" in error_line(probed.out, 2)
+    assert not {"tensorflow", "keras", "mlflow"} & set(probed.heavy), probed.heavy
     # Model problems are found after loading it; still one line, and nothing is written.
     for args, expected in (
         (["reconstruct", "-m", encoder, "-i", "x.npy", "-o", "r.npy"], "it outputs 8 values per image; expected an autoencoder"),
         (["encode", "-m", f"models:/{registered.prefix}-decoder/1", "-i", "x.npy", "-o", "c.npy"], "it takes 8 values"),
         (["encode", "-m", "models:/no-such-model/1", "-i", "x.npy", "-o", "c.npy"], "invalid --model 'models:/no-such-model/1': cannot load it ("),
     ):
-        line = _one_error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path))
+        line = error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path), 2)
         assert expected in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.npy", "x.npy"]
