@@ -13,7 +13,6 @@ from PIL import Image
 
 from aetrack import images
 from aetrack.tracking import plots
-from aetrack.train import train
 from tests.helpers.processes import subprocess_env
 
 

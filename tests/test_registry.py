@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from aetrack.errors import Interrupted, ModelError, RegistryError
+from aetrack.errors import Interrupted, ModelError
 from aetrack.tracking.registry import PARTS, log_models, register_models
 from aetrack.train import train
 from aetrack.use import load_model

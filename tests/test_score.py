@@ -4,7 +4,6 @@
 import numpy as np
 import pytest
 
-from aetrack.train import train
 from tests.helpers.data import synthetic_digits
 from tests.helpers.errors import error_line
 from tests.helpers.processes import run_aetrack
