@@ -7,14 +7,14 @@ EPOCHS ?= 10
 # mlflow run starts `python -m aetrack ...`: put the venv first on PATH so that python is ours.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run denoise test ui mlproject
+.PHONY: setup run denoise test test-fast ui mlproject team-stack
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-server.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-server.txt -e .
 	touch $@
 
 run: setup
@@ -28,8 +28,16 @@ denoise: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
 ui: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000
 
 mlproject:
 	$(PYTHON) -m aetrack.config > MLproject
+
+# PostgreSQL + SeaweedFS (S3) + mlflow server on 127.0.0.1; prints the MLFLOW_TRACKING_URI; Ctrl-C stops it.
+TEAM_STACK_DIR ?= team-stack
+team-stack: setup
+	$(BIN)/python deploy/stack.py --data-dir $(TEAM_STACK_DIR)
