@@ -73,6 +73,12 @@ class Stack:
         return boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id=self.access_key,
                             aws_secret_access_key=self.secret_key, region_name="us-east-1")
 
+    def database(self):
+        """A psycopg2 connection to the backend store (to look at MLflow's tables)."""
+        import psycopg2
+
+        return psycopg2.connect(self.backend_store_uri.replace("postgresql+psycopg2://", "postgresql://", 1))
+
     def server_env(self) -> dict[str, str]:
         """What `mlflow server` needs in its environment to write artifacts to the bucket."""
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
