@@ -222,9 +222,16 @@ def test_four_concurrent_runs_all_finish_with_distinct_versions(team_stack, stac
                 child.wait()
     for child, (_, stderr) in zip(children, outputs):
         assert child.returncode == 0, stderr[-2000:]
+    # Each child prints where its run is (".../experiments/<id>/runs/<run id>").
+    printed = [re.search(r"/experiments/(\d+)/runs/([0-9a-f]{32})", stdout) for stdout, _ in outputs]
+    assert all(printed), [stdout[-500:] for stdout, _ in outputs]
     client = client_for(team_stack)
     experiment = client.get_experiment_by_name("concurrent")
     runs = client.search_runs([experiment.experiment_id])
+    everywhere = [(r.info.experiment_id, r.info.run_id, r.info.status, r.info.run_name)
+                  for r in client.search_runs([e.experiment_id for e in client.search_experiments()])]
+    assert sorted(m.group(2) for m in printed) == sorted(r.info.run_id for r in runs), (printed, everywhere)
+    assert {m.group(1) for m in printed} == {experiment.experiment_id}
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(1, EPOCHS + 1))
@@ -275,6 +282,9 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
         stack_module.start_mlflow_server(team_stack)
         stack_module.wait_for_mlflow(team_stack)
         outage_s = time.monotonic() - stopped
+        # The run was still training when the server came back (else this test proves nothing).
+        assert len(client.get_metric_history(run_id, "loss")) < epochs
+        resumed_s = _wait_for_step(client, child, run_id, 2) - stopped
         _, stderr = child.communicate(timeout=400)
         finished_s = time.monotonic() - stopped
     finally:
@@ -287,7 +297,8 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
     run = client.get_run(run_id)
     with capsys.disabled():
         print(f"\nrestart: preflight failed fast in {fail_fast_s:.1f}s; server down {outage_s:.1f}s "
-              f"(stop -> /health again); run ended {run.info.status} {finished_s:.1f}s after the stop, "
+              f"(stop -> /health again); epoch 2 reached the server {resumed_s:.1f}s after the stop; "
+              f"epoch_seconds {[round(m.value, 1) for m in client.get_metric_history(run_id, 'epoch_seconds')]}; run ended {run.info.status} {finished_s:.1f}s after the stop, "
               f"exit {child.returncode}")
     # Measured: FINISHED. The alternative the issue allows (MLflow's client giving up) would have
     # to be a FAILED run with one `aetrack:` line and no registered version; both are checked.
@@ -303,6 +314,17 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
         assert run.info.status == "FAILED"
         assert len([line for line in stderr.splitlines() if line.startswith("aetrack:")]) == 1, stderr[-2000:]
         assert client.search_model_versions("name = 'aetrack-restart-autoencoder'") == []
+
+
+def _wait_for_step(client, child, run_id: str, step: int, timeout: float = 400) -> float:
+    """The monotonic time at which the run's `loss` at `step` is readable on the server."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if any(m.step >= step for m in client.get_metric_history(run_id, "loss")):
+            return time.monotonic()
+        assert child.poll() is None or child.returncode == 0, child.communicate()[1][-2000:]
+        time.sleep(0.2)
+    raise AssertionError(f"no step {step} within {timeout}s")
 
 
 def _wait_for_first_epoch(client, child, timeout: float = 240) -> str:
