@@ -168,12 +168,12 @@ def init_postgres(pg_dir: Path, password: str) -> None:
 
 def start_postgres(pg_dir: Path, port: int, log: Path) -> subprocess.Popen:
     """postgres on 127.0.0.1:port only (no unix socket), logging to `log`."""
-    out = open(log, "ab")
-    return subprocess.Popen(
-        [postgres_bin("postgres"), "-D", str(pg_dir), "-h", HOST, "-p", str(port), "-k", "",
-         "-c", "max_connections=100", "-c", "fsync=on"],
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        **_as_postgres_user())
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [postgres_bin("postgres"), "-D", str(pg_dir), "-h", HOST, "-p", str(port), "-k", "",
+             "-c", "max_connections=100"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            **_as_postgres_user())
 
 
 def _postgres_ready(port: int, password: str) -> bool:
@@ -229,9 +229,9 @@ def start_seaweedfs(s3_dir: Path, s3_port: int, access_key: str, secret_key: str
             "-master.telemetry=false"]
     args += [f"-{name}.port={port}" if "." not in name else f"-{name.split('.')[0]}.port.grpc={port}"
              for name, port in ports.items()]
-    out = open(log, "ab")
-    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=s3_dir, start_new_session=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=s3_dir, start_new_session=True)
 
 
 def _bucket_ready(stack: Stack) -> bool:
@@ -258,11 +258,12 @@ def start_mlflow_server(stack: Stack, log: Path | None = None) -> subprocess.Pop
     env.update(stack.server_env())
     env.pop("MLFLOW_TRACKING_URI", None)
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    out = open(log, "ab")
-    process = subprocess.Popen(
-        [mlflow, *mlflow_server_args(stack.backend_store_uri, stack.artifacts_destination, HOST, stack.mlflow_port)],
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=stack.data_dir,
-        start_new_session=True)  # its own process group: stopping it also stops its uvicorn worker
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [mlflow, *mlflow_server_args(stack.backend_store_uri, stack.artifacts_destination, HOST,
+                                         stack.mlflow_port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=stack.data_dir,
+            start_new_session=True)  # its own process group: stopping it also stops its uvicorn worker
     stack.processes["mlflow"] = process
     return process
 
@@ -410,6 +411,9 @@ def main(argv=None) -> int:
         stack = start_stack(args.data_dir, args.port, args.postgres_port, args.s3_port)
     except StackError as exc:
         print(f"stack: error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(f"stack: error: {exc}; install the server extra: pip install 'aetrack[server]'", file=sys.stderr)
         return 1
     print(f"MLflow tracking server: {stack.tracking_uri} (UI in a browser; written to {stack.data_dir / 'tracking_uri'})")
     print(f"  backend store: PostgreSQL on {HOST}:{stack.backend_store_uri.rsplit(':', 1)[1]}")
