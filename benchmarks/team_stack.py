@@ -7,7 +7,9 @@ spent in aetrack's per-epoch logging callbacks against each.
 1. `mlflow run <repo> -e basic --env-manager local`, alternating SQLite / server (the order
    rotates each repetition): wall seconds; the ratio of the medians.
 2. `aetrack.train.train()` in this process against each store, with keras.Model.fit timed and the
-   callbacks' own time summed (harness.FitTimer): callback seconds as a share of the fit.
+   callbacks' own time summed (harness.FitTimer): callback seconds as a share of the fit (the
+   time training waits for them; uploads run on a background thread); then the same fit with the
+   callbacks dropped, for the tracked/untracked fit ratio.
 Needs the server extra and PostgreSQL (see README, Team setup).
 """
 
@@ -74,15 +76,16 @@ def server_store(uri: str):
                 os.environ[key] = value
 
 
-def callback_share(args) -> tuple[float, float]:
-    """(fit seconds, % of the fit inside aetrack's callbacks) of one in-process train()."""
+def callback_share(args, drop_callbacks: bool = False) -> tuple[float, float]:
+    """(fit seconds, % of the fit inside aetrack's callbacks) of one in-process train(); with
+    `drop_callbacks` the same fit without them (the untracked baseline)."""
     from aetrack.config import TrainConfig, parse_value
     from end_to_end import params
 
     config = TrainConfig(experiment_name="team_stack_bench", **{k: parse_value(k, v) for k, v in params(args).items()})
     from aetrack.train import train
 
-    with harness.FitTimer() as timer, contextlib.redirect_stdout(io.StringIO()):
+    with harness.FitTimer(drop_callbacks=drop_callbacks) as timer, contextlib.redirect_stdout(io.StringIO()):
         train(config)
     fit, inside = timer.seconds[0], timer.callback_seconds[0]
     return fit, 100 * inside / fit
@@ -124,6 +127,7 @@ def main(argv=None) -> None:
         shares["sqlite"] = callback_share(args)
         with server_store(stack.tracking_uri):
             shares["server"] = callback_share(args)
+            untracked_fit, _ = callback_share(args, drop_callbacks=True)
 
     sqlite, server = harness.median(seconds["sqlite"]), harness.median(seconds["server"])
     print("\nstore    median mlflow run s   min s   fit s   callbacks % of fit")
@@ -135,6 +139,8 @@ def main(argv=None) -> None:
     print(f"server_to_sqlite_ratio: {server / sqlite:.3f}")
     print(f"server_callback_percent: {shares['server'][1]:.1f}")
     print(f"sqlite_callback_percent: {shares['sqlite'][1]:.1f}")
+    print(f"untracked_fit_seconds: {untracked_fit:.2f}")
+    print(f"server_tracked_to_untracked_fit_ratio: {shares['server'][0] / untracked_fit:.3f}")
 
 
 if __name__ == "__main__":
