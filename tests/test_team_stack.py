@@ -428,4 +428,4 @@ def test_team_stack_benchmark_starts():
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "team_stack.py"), "--help"],
                          capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "--reps" in out.stdout and "SQLite" in out.stdout
+    assert "--reps" in out.stdout and "Team stack cost" in out.stdout
