@@ -28,13 +28,19 @@ import harness
 NOT_PHASES = {"train", "_tracked_run", "_signals_raise_interrupted", "_end_run"}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_options() -> argparse.ArgumentParser:
+    """The options of the measured `basic` run (also benchmarks/team_stack.py's)."""
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--data", default=str(harness.DEFAULT_DATA), help="Keras-layout mnist.npz")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--train-samples", type=int, default=30000)
     p.add_argument("--test-samples", type=int, default=100)
     p.add_argument("--register", default="true", help="register models (when aetrack supports it)")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[run_options()])
     p.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)  # child mode
     return p.parse_args(argv)
 

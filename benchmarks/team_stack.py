@@ -26,16 +26,11 @@ import tempfile
 from pathlib import Path
 
 import harness
-from end_to_end import time_mlflow_run
+from end_to_end import run_options, time_mlflow_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(harness.DEFAULT_DATA), help="Keras-layout mnist.npz")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--train-samples", type=int, default=30000)
-    p.add_argument("--test-samples", type=int, default=100)
-    p.add_argument("--register", default="true")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[run_options()])
     p.add_argument("--reps", type=int, default=2, help="mlflow runs per store")
     return p.parse_args(argv)
 
