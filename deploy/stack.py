@@ -302,6 +302,7 @@ def start_stack(data_dir: Path, mlflow_port: int | None = None, postgres_port: i
     what was started is stopped again and StackError says which part failed."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "tracking_uri").unlink(missing_ok=True)  # present only while a stack is up
     credentials = _credentials(data_dir)
     postgres_port = postgres_port or free_port()
     s3_port = s3_port or free_port()
@@ -430,6 +431,7 @@ def main(argv=None) -> int:
                     stopping.set()
                     code = 1
     finally:
+        (stack.data_dir / "tracking_uri").unlink(missing_ok=True)
         stop_stack(stack)
         print("stack stopped", flush=True)
     return code

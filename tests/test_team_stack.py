@@ -373,6 +373,7 @@ def test_stack_script_stops_every_process_on_sigterm(tmp_path_factory):
         assert script.returncode == 0, err[-2000:]
         assert f"export MLFLOW_TRACKING_URI={uri}" in out and "stack stopped" in out
         assert [pid for pid in children if pid_alive(pid)] == []
+        assert not uri_file.exists()  # the URI file marks a running stack
     finally:
         if script.poll() is None:
             import os
