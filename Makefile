@@ -8,14 +8,14 @@ EPOCHS ?= 10
 # mlflow run starts `python -m aetrack ...`: put the venv first on PATH so that python is ours.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run denoise test test-fast ui mlproject
+.PHONY: setup run denoise test test-fast ui mlproject team-stack
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-server.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-server.txt -e .
 	touch $@
 
 run: setup
@@ -38,3 +38,8 @@ ui: setup
 
 mlproject:
 	$(PYTHON) -m aetrack.config > MLproject
+
+# PostgreSQL + SeaweedFS (S3) + mlflow server on 127.0.0.1; prints the MLFLOW_TRACKING_URI; Ctrl-C stops it.
+TEAM_STACK_DIR ?= team-stack
+team-stack: setup
+	$(BIN)/python deploy/stack.py --data-dir $(TEAM_STACK_DIR)

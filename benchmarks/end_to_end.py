@@ -21,13 +21,19 @@ import time
 
 import harness
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_options() -> argparse.ArgumentParser:
+    """The options of the measured `basic` run (also benchmarks/team_stack.py's)."""
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--data", default=str(harness.DEFAULT_DATA), help="Keras-layout mnist.npz")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--train-samples", type=int, default=30000)
     p.add_argument("--test-samples", type=int, default=100)
     p.add_argument("--register", default="true", help="register the trained models (true/false)")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[run_options()])
     p.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)  # child mode
     return p.parse_args(argv)
 

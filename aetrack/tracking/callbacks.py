@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from aetrack import images
 from aetrack.models import encoder_of
+from aetrack.tracking.background import BackgroundCalls
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -41,9 +42,12 @@ class MetricsLogger(keras.callbacks.Callback):
                 values[key] = float(logs[key])
         now = int(time.time() * 1000)
         step = epoch + 1
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()]
+        BackgroundCalls.for_run(self.run_id).submit(
+            self.client.log_batch, self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()]
         )
+
+    def on_train_end(self, logs=None):
+        BackgroundCalls.for_run(self.run_id).wait()  # every epoch's metrics are in the store now
 
 
 class ReconstructionImageLogger(keras.callbacks.Callback):
@@ -85,14 +89,20 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         if self.code_scale is None:
             self.code_scale = images.code_scale(codes)
             # Say what white means, once, so a reader of the images can read the codes' values.
-            self.client.set_tag(self.run_id, "aetrack.latent_codes_white", f"{self.code_scale:.6g}")
-        # synchronous: the images are in the store when the epoch ends (no background thread
-        # competing with training, nothing lost if the run then fails).
+            BackgroundCalls.for_run(self.run_id).submit(
+                self.client.set_tag, self.run_id, "aetrack.latent_codes_white", f"{self.code_scale:.6g}")
+        # The grids are computed here, from this epoch's weights; only the uploads (PNG encoding,
+        # HTTP, S3 behind a server) go to the background thread. synchronous=True inside it: each
+        # upload is done when its call returns, so wait() means the images are in the store.
+        codes_grid = images.latent_codes_grid(codes, self.code_scale)
+        BackgroundCalls.for_run(self.run_id).submit(self._log_images, grid, codes_grid, step)
+
+    def _log_images(self, grid: np.ndarray, codes_grid: np.ndarray, step: int) -> None:
         self.client.log_image(self.run_id, grid, key="reconstruction", step=step, synchronous=True)
-        self.client.log_image(
-            self.run_id, images.latent_codes_grid(codes, self.code_scale), key="latent_codes",
-            step=step, synchronous=True,
-        )
+        self.client.log_image(self.run_id, codes_grid, key="latent_codes", step=step, synchronous=True)
+
+    def on_train_end(self, logs=None):
+        BackgroundCalls.for_run(self.run_id).wait()
 
 
 def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray) -> list:

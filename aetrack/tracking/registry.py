@@ -144,17 +144,22 @@ def _delete_versions(client, created: list[tuple[str, str]]) -> None:
             print(f"aetrack: could not delete {name} version {version}: {exc}", file=sys.stderr)
 
 
+_RETRYABLE = ("database is locked", 'unique constraint "registered_model_alias_pk"')
+
+
 def _retry_locked(call: Callable[[], T], attempts: int = 8) -> T:
     """Retry a registry call that SQLite refused because another process held the lock.
 
     MLflow sets a busy timeout, but SQLite can still answer "database is locked" at once when two
-    writers upgrade their locks together (two runs registering at the same time).
+    writers upgrade their locks together (two runs registering at the same time). On a server with
+    a SQL database (PostgreSQL), two runs setting the same alias at once race in MLflow's
+    insert-or-update of the alias row; the loser's retry finds the row and updates it.
     """
     for attempt in range(attempts):
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - only lock errors are retried
-            if "database is locked" not in str(exc) or attempt == attempts - 1:
+            if not any(m in str(exc) for m in _RETRYABLE) or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -1,0 +1,89 @@
+"""The shipped team stack (deploy/stack.py) for tests: import it, start it in a temp dir, and read
+back what landed in its MLflow server, PostgreSQL database and S3 bucket."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_SCRIPT = REPO / "deploy" / "stack.py"
+
+
+def load_stack_module():
+    """deploy/stack.py as a module (deploy/ is a folder of scripts, not a package)."""
+    name = "aetrack_deploy_stack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, STACK_SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is created
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator:
+    """Start the stack in a fresh temp dir; always stop it by pid and remove the dir afterwards."""
+    stack_module = load_stack_module()
+    # Under /tmp and searchable by others: as root, PostgreSQL runs as the postgres user, which must
+    # reach its data dir (pytest's own temp dirs are mode 700).
+    folder = Path(tempfile.mkdtemp(prefix="aetrack-team-stack-"))
+    folder.chmod(0o711)
+    stack = None
+    try:
+        stack = stack_module.start_stack(folder / "stack")
+        yield stack
+    finally:
+        if stack is not None:
+            stack_module.stop_stack(stack)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bucket_keys(stack, prefix: str = "") -> list[str]:
+    """Every object key under `prefix` in the stack's bucket (listed with boto3, paginated)."""
+    client = stack.s3_client()
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix=prefix):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys
+
+
+def run_keys(stack, experiment_id: str, run_id: str) -> list[str]:
+    """The run's artifact keys in the bucket, relative to the run's artifacts folder."""
+    # Proxied artifacts land at <destination>/<experiment id>/<run id>/artifacts/<path>.
+    prefix = f"artifacts/{experiment_id}/{run_id}/artifacts/"
+    return [key[len(prefix):] for key in bucket_keys(stack, prefix)]
+
+
+def query(stack, sql: str, *args) -> list[tuple]:
+    """Rows of one SQL query against the stack's PostgreSQL backend store."""
+    connection = stack.database()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+    finally:
+        connection.close()
+
+
+def local_mlflow_files(folder: Path) -> list[str]:
+    """MLflow files a client would have written to its own disk (there must be none)."""
+    return [str(p) for name in ("mlruns", "mlartifacts", "mlflow.db") for p in folder.rglob(name)]
+
+
+def server_process_ids(stack) -> dict[str, int]:
+    return {name: process.pid for name, process in stack.processes.items()}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
