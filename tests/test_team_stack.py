@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_aetrack, subprocess_env, write_npz
+from tests.helpers.data import write_npz
+from tests.helpers.processes import REPO, run_aetrack, subprocess_env
 from tests.helpers.team_stack import (
     bucket_keys,
     load_stack_module,
