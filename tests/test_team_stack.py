@@ -277,7 +277,7 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
                            cwd=tmp_path, timeout=120)
         assert down.returncode == 1
         assert [line for line in down.stderr.splitlines() if line.startswith("aetrack:")] == [
-            f"aetrack: error: TrackingStoreError: cannot reach the MLflow tracking server at {team_stack.tracking_uri} "
+            f"aetrack: error: cannot reach the MLflow tracking server at {team_stack.tracking_uri} "
             "(MLFLOW_TRACKING_URI): Connection refused; start it (mlflow server ...) or point MLFLOW_TRACKING_URI "
             "at a reachable store"]
         fail_fast_s = time.monotonic() - stopped
