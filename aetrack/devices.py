@@ -39,7 +39,7 @@ def distribution_scope(config: TrainConfig) -> Iterator[list[str]]:
     import tensorflow as tf
 
     if config.strategy == "default":
-        yield [tf.distribute.get_strategy().extended.worker_devices[0]]
+        yield [(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name]
         return
     _split_cpu()
     listed = [d.strip() for d in os.environ.get(MIRRORED_DEVICES_ENV, "").split(",") if d.strip()]

@@ -84,7 +84,7 @@ def test_pruning_stops_a_clearly_worse_trial_and_tags_its_run(tracking, tiny_con
     # val_loss is far above the median of the first two, so the median pruner stops it there.
     storage = default_storage(tracking)
     study = optuna.create_study(study_name="p1", storage=storage)
-    for learning_rate in (0.01, 0.01, 1e-7):
+    for learning_rate in (0.01, 0.003, 1e-7):
         study.enqueue_trial({"learning_rate": learning_rate})
     base = tiny_config(epochs=3, image_every=0)
     settings = SweepConfig(trials=3, search="learning_rate=1e-7:0.01:log", study_name="p1")
