@@ -38,7 +38,7 @@ from aetrack.data import Dataset, dataset_for
 from aetrack.errors import AetrackError, RunError, UsageError, one_line
 from aetrack.search_space import SearchParam, trial_overrides
 from aetrack.tracking.registry import register_models, version_tags
-from aetrack.tracking.run import check_tracking_store, describe_run
+from aetrack.tracking.run import FAILURE_TAG, check_tracking_store, describe_run
 
 PARENT_ATTR = "aetrack.parent_run_id"
 SPACE_ATTR = "aetrack.search"
@@ -131,36 +131,49 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
     if study.direction.name.lower() != direction:
         raise SweepError(f"invalid --metric {sweep.metric!r}: study {study_name!r} is set to "
                          f"{study.direction.name.lower()}; expected a metric that study can rank")
-    client = MlflowClient()
     if created:
+        client = MlflowClient()
         parent_run_id = _start_parent(client, base, sweep, study_name, storage, space_text, direction, outer_run_id)
         for key, value in ((SPACE_ATTR, space_text), (METRIC_ATTR, sweep.metric), (TRIALS_ATTR, sweep.trials),
                            (PARENT_ATTR, parent_run_id)):  # the parent last: joiners wait for it
             study.set_user_attr(key, value)
     else:
+        # Touch MLflow only once the parent exists: two processes creating a fresh SQLite store
+        # at once collide in MLflow's schema migrations.
         parent_run_id = _join_parent(study, sweep, space_text, direction)
+        client = MlflowClient()
     print(f"aetrack: sweep study {study_name!r} in {redacted(storage)}; parent run {parent_run_id}", flush=True)
 
     result = SweepResult(study_name, storage, parent_run_id)
-    while _started(study) < sweep.trials:
-        trial = study.ask()
-        try:
-            if trial.number not in _counted(study, sweep.trials):  # another worker took the last one
-                trial.set_user_attr("aetrack.skipped", f"the study already has {sweep.trials} trials")
-                study.tell(trial, state=TrialState.FAIL)
-                break
-            state, value, run_id = _run_trial(trial, base, sweep, space, dataset, parent_run_id, study_name,
-                                              direction, worker)
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)  # never leave a trial RUNNING in the storage
-            raise
-        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        if run_id:
-            result.trial_run_ids[trial.number] = run_id
-        result.states[trial.number] = state.name
-        _log_progress(client, study, parent_run_id, sweep)
+    try:
+        while _started(study) < sweep.trials:
+            trial = study.ask()
+            try:
+                if trial.number not in _counted(study, sweep.trials):  # another worker took the last one
+                    trial.set_user_attr("aetrack.skipped", f"the study already has {sweep.trials} trials")
+                    study.tell(trial, state=TrialState.FAIL)
+                    break
+                state, value, run_id = _run_trial(trial, base, sweep, space, dataset, parent_run_id, study_name,
+                                                  direction, worker)
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)  # never leave a trial RUNNING in the storage
+                raise
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+            if run_id:
+                result.trial_run_ids[trial.number] = run_id
+            result.states[trial.number] = state.name
+            _log_progress(client, study, parent_run_id, sweep)
+    except KeyboardInterrupt as exc:
+        # The last worker standing does not leave the parent RUNNING; others may still finish the study.
+        if not any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
+            client.set_tag(parent_run_id, FAILURE_TAG, f"sweep interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")
+            client.set_terminated(parent_run_id, "KILLED")
+        raise
     if _all_finished(study, sweep.trials) and _claim(storage, study_name + FINALIZED_SUFFIX):
         _finalise(client, study, base, sweep, parent_run_id, result)
+        if result.best_run_id is None:
+            raise RunError(f"no trial of study {study_name!r} completed: see the {FAILURE_TAG} tags of its "
+                           f"trial runs under parent run {parent_run_id}")
     return result
 
 
@@ -169,13 +182,17 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
 
 def _create_study(storage: str, study_name: str, direction: str) -> None:
     """Create the study unless it exists; a storage that cannot be used is one clear line."""
-    try:
-        optuna.create_study(storage=storage, study_name=study_name, direction=direction, load_if_exists=True)
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-        raise SweepError(f"invalid --storage {redacted(storage)!r}: {one_line(exc)[:300]}; expected an Optuna "
-                         "RDB URL such as sqlite:///optuna.db or postgresql://user:password@host/db") from None
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's many connection errors
-        raise SweepError(f"invalid --storage {redacted(storage)!r}: cannot open it: {one_line(exc)[:300]}") from None
+    for attempt in range(3):
+        try:
+            optuna.create_study(storage=storage, study_name=study_name, direction=direction, load_if_exists=True)
+            return
+        except (ImportError, ValueError) as exc:
+            raise SweepError(f"invalid --storage {redacted(storage)!r}: {one_line(exc)[:300]}; expected an Optuna "
+                             "RDB URL such as sqlite:///optuna.db or postgresql://user:password@host/db") from None
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy's many errors; two workers creating a new file race
+            if attempt == 2:
+                raise SweepError(f"invalid --storage {redacted(storage)!r}: cannot open it: {one_line(exc)[:300]}") from None
+            time.sleep(1.0 + attempt)
 
 
 def _start_parent(client: MlflowClient, base: TrainConfig, sweep: SweepConfig, study_name: str, storage: str,
@@ -331,7 +348,11 @@ def _finalise(client: MlflowClient, study: optuna.Study, base: TrainConfig, swee
             result.registered_versions = register_trial_models(client, run_id, config, study.study_name)
             for name, version in result.registered_versions.items():
                 print(f"aetrack: registered models:/{name}/{version} (best trial {best.number})", flush=True)
-    client.set_terminated(parent_run_id, "FINISHED")
+    if complete:
+        client.set_terminated(parent_run_id, "FINISHED")
+    else:
+        client.set_tag(parent_run_id, FAILURE_TAG, "no trial completed")
+        client.set_terminated(parent_run_id, "FAILED")
     best_text = f"best {sweep.metric} = {result.best_value:.4f} (run {result.best_run_id})" if complete else "no trial completed"
     print(f"aetrack: sweep {study.study_name!r} finished: {best_text}", flush=True)
 

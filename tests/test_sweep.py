@@ -125,7 +125,7 @@ def test_bad_metric_fails_before_anything_runs(tmp_path, tiny_npz):
 
 
 def sweep_args(npz, *extra):
-    return ["--dataset", str(npz), "--train-samples", "300", "--test-samples", "50", "--epochs", "1",
+    return ["--dataset", str(npz), "--train-samples", "200", "--test-samples", "32", "--epochs", "1",
             "--code-size", "8", "--image-samples", "4", *extra]
 
 
@@ -188,3 +188,16 @@ def test_two_workers_split_six_trials_under_one_parent_and_register_once(tmp_pat
         assert len(versions) == 1 and versions[0].run_id == best.info.run_id
     finished = [out for out, _ in outputs if "aetrack: sweep 'shared' finished" in out]
     assert len(finished) == 1  # exactly one worker ended the study
+
+
+def test_unusable_storage_fails_with_one_line_before_any_run(tracking, tiny_config):
+    from aetrack.config import SweepConfig
+    from aetrack.search_space import parse_search
+    from aetrack.sweep import SweepError, run_sweep
+
+    settings = SweepConfig(trials=2, search="code_size=4:8", storage="nosuchdb://user:secret@host/db")
+    with pytest.raises(SweepError) as info:
+        run_sweep(tiny_config(), settings, parse_search([settings.search], "basic"))
+    message = str(info.value)
+    assert message.startswith("invalid --storage 'nosuchdb://user:***@host/db'") and "secret" not in message
+    assert MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]) == []
