@@ -29,6 +29,7 @@ from urllib.parse import urlparse, urlunparse
 import keras
 import mlflow
 import optuna
+import sqlalchemy.exc
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -186,7 +187,7 @@ def _create_study(storage: str, study_name: str, direction: str) -> None:
         try:
             optuna.create_study(storage=storage, study_name=study_name, direction=direction, load_if_exists=True)
             return
-        except (ImportError, ValueError) as exc:
+        except (ImportError, ValueError, sqlalchemy.exc.ArgumentError) as exc:  # not a URL Optuna can use
             raise SweepError(f"invalid --storage {redacted(storage)!r}: {one_line(exc)[:300]}; expected an Optuna "
                              "RDB URL such as sqlite:///optuna.db or postgresql://user:password@host/db") from None
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy's many errors; two workers creating a new file race
