@@ -19,6 +19,8 @@ from aetrack.errors import ConfigError
 SPEC_FORMS = "NAME=low:high, NAME=low:high:log or NAME=a|b|c"
 # Set by the sweep itself, never searched: trials never register, the best one does (once).
 NOT_SEARCHABLE = ("register", "model_prefix")
+# Searching these changes the data, so each trial loads its own instead of sharing the worker's.
+DATA_FIELDS = ("dataset", "train_samples", "test_samples", "exclude_digits")
 
 
 class SearchSpecError(ConfigError):
@@ -138,3 +140,8 @@ def check_metric(metric: str, entry_point: str, exclude_digits: str) -> None:
     known = sweep_metrics(entry_point, exclude_digits)
     if metric not in known:
         raise ConfigError("--metric", metric, f"a metric every {entry_point} trial logs: {', '.join(known)}")
+
+
+def searches_data(space: tuple[SearchParam, ...]) -> bool:
+    """Whether trials train on different data (so the worker cannot load it once for all)."""
+    return any(p.name in DATA_FIELDS for p in space)

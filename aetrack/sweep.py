@@ -37,7 +37,7 @@ from aetrack.compare import higher_is_better
 from aetrack.config import SweepConfig, TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.errors import AetrackError, RunError, UsageError, one_line
-from aetrack.search_space import SearchParam, trial_overrides
+from aetrack.search_space import SearchParam, searches_data, trial_overrides
 from aetrack.tracking.registry import register_models, version_tags
 from aetrack.tracking.run import FAILURE_TAG, check_tracking_store, describe_run
 
@@ -55,8 +55,6 @@ PARENT_WAIT_S = 120.0
 # The median pruner compares a trial with the trials before it once this many have finished.
 PRUNER_STARTUP_TRIALS = 2
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-# Searching these changes the data, so each trial loads its own instead of sharing the worker's.
-DATA_FIELDS = ("dataset", "train_samples", "test_samples", "exclude_digits")
 EPOCH_METRICS = ("loss", "val_loss", "epoch_seconds", "samples_per_second")
 
 
@@ -107,10 +105,10 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tracking_uri = mlflow.get_tracking_uri()
     check_tracking_store(tracking_uri)
-    if not any(p.name in DATA_FIELDS for p in space):
-        dataset = dataset if dataset is not None else dataset_for(base)
+    if searches_data(space):
+        dataset = None  # each trial loads its own
     else:
-        dataset = None
+        dataset = dataset if dataset is not None else dataset_for(base)
     storage = sweep.storage or default_storage(tracking_uri)
     study_name = sweep.study_name or f"sweep-{base.entry_point}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     direction = "maximize" if higher_is_better(sweep.metric) else "minimize"

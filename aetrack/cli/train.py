@@ -112,7 +112,7 @@ def sweep() -> None:
 def _sweep_command(entry_point: str) -> click.Command:
     def run(experiment_name: str, no_pruning: bool, **values) -> None:
         from aetrack.data import dataset_for
-        from aetrack.search_space import check_metric, parse_search
+        from aetrack.search_space import check_metric, parse_search, searches_data
 
         sweep_names = {f.name for f in sweep_params()}
         given = {k: v for k, v in values.items() if v is not None and k not in sweep_names}
@@ -124,8 +124,7 @@ def _sweep_command(entry_point: str) -> click.Command:
         # The whole search space and the metric are checked before anything heavy loads or a run exists.
         space = parse_search([settings.search], entry_point)
         check_metric(settings.metric, entry_point, config.exclude_digits)
-        dataset = dataset_for(config) if not any(p.name in ("dataset", "train_samples", "test_samples",
-                                                             "exclude_digits") for p in space) else None
+        dataset = None if searches_data(space) else dataset_for(config)
         import mlflow
 
         from aetrack.tracking.run import check_tracking_store
