@@ -22,6 +22,8 @@ ENTRY_POINTS = ("basic", "denoise")
 BOTH = ENTRY_POINTS
 DENOISE = ("denoise",)
 LOSSES = ("bce", "mse")
+STRATEGIES = ("default", "mirrored")
+SAMPLERS = ("tpe", "random")
 KNOWN_DATASETS = ("mnist", "fashion_mnist")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DEFAULT_EXPERIMENT = "aetrack"
@@ -122,6 +124,10 @@ class TrainConfig:
     steps_per_execution: int = _param(
         200, "Training steps per compiled call (same math, less Python overhead).", _int_range(1, 10_000)
     )
+    strategy: str = _param(
+        "default", "default (one device) or mirrored (tf.distribute.MirroredStrategy over the local devices; "
+        "steps_per_execution 1).", _choice(*STRATEGIES),
+    )
     entry_point: str = field(default="basic", metadata={"check": _choice(*ENTRY_POINTS)})
     experiment_name: str = field(default=DEFAULT_EXPERIMENT, metadata={"check": None})
 
@@ -160,6 +166,39 @@ class TrainConfig:
         }
 
 
+def _sweep_search(value: str) -> str | None:
+    return None if value.split() else "at least one NAME=low:high, NAME=low:high:log or NAME=a|b|c"
+
+
+def _study_name(value: str) -> str | None:
+    if value == "" or MODEL_NAME_PATTERN.match(value):
+        return None
+    return "empty (a new study) or letters, digits, '.', '_', '-' (at most 100, no spaces)"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep's own settings; the fixed training parameters are a TrainConfig beside it.
+
+    Generated into `aetrack sweep` options and the MLproject `sweep` entry points like TrainConfig's.
+    """
+
+    trials: int = _param(10, "Trials in the study in all (shared by every worker on the same study).",
+                         _int_range(1, 100_000))
+    search: str = _param(
+        "code_size=16:128:log learning_rate=0.0001:0.01:log",
+        "Search space: NAME=low:high, NAME=low:high:log or NAME=a|b|c over any training parameter; "
+        "repeat the option or separate specs with spaces.", _sweep_search,
+    )
+    metric: str = _param("test_bce", "Final metric to optimise (higher is better for psnr/ssim/auc/gain, "
+                         "else lower).", None)
+    sampler: str = _param("tpe", "Optuna sampler: tpe or random (seeded with --seed).", _choice(*SAMPLERS))
+    pruning: bool = _param(True, "Prune trials whose val_loss is worse than the median at the same epoch.")
+    storage: str = _param("", "Optuna storage URL (shared by workers); empty: optuna.db beside the MLflow store.")
+    study_name: str = _param("", "Optuna study (workers with the same name share it); empty: a new study.",
+                             _study_name)
+
+
 def training_params(entry_point: str) -> list[dataclasses.Field]:
     """The fields an entry point exposes as CLI options and MLproject parameters, in order."""
     return [
@@ -184,9 +223,14 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def parse_value(name: str, raw: str) -> Any:
+def sweep_params() -> list[dataclasses.Field]:
+    """The sweep's own options, in order (after the entry point's training parameters)."""
+    return list(dataclasses.fields(SweepConfig))
+
+
+def parse_value(name: str, raw: str, config_class: type = TrainConfig) -> Any:
     """Parse one command-line string into the field's type and check it; raise ConfigError."""
-    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    f = {f.name: f for f in dataclasses.fields(config_class)}[name]
     text = raw.strip()
     try:
         if f.type == "int":
@@ -235,16 +279,20 @@ def render_mlproject() -> str:
         "",
         "entry_points:",
     ]
-    for name, entry_point in (("main", "basic"), ("basic", "basic"), ("denoise", "denoise")):
-        fields = training_params(entry_point)
+    entries = [(name, "train", entry_point, training_params(entry_point))
+               for name, entry_point in (("main", "basic"), ("basic", "basic"), ("denoise", "denoise"))]
+    # `mlflow run . -e sweep`: the run mlflow makes becomes the sweep's parent run.
+    entries += [(name, "sweep", entry_point, training_params(entry_point) + sweep_params())
+                for name, entry_point in (("sweep", "basic"), ("sweep_denoise", "denoise"))]
+    for name, command, entry_point, fields in entries:
         lines.append(f"  {name}:")
         lines.append("    parameters:")
         for f in fields:
             default = mlproject_default(f)
-            quoted = '""' if default == "" else default
+            quoted = '""' if default == "" else (f'"{default}"' if " " in default else default)
             lines.append(f"      {f.name}: {{type: {mlproject_type(f)}, default: {quoted}}}")
         options = " ".join(f"--{f.name.replace('_', '-')} {{{f.name}}}" for f in fields)
-        lines.append(f"    command: \"python -m aetrack train {entry_point} {options}\"")
+        lines.append(f"    command: \"python -m aetrack {command} {entry_point} {options}\"")
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import keras
 import mlflow
@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
+from aetrack.devices import distribution_scope, for_strategy
 from aetrack.errors import TrainingDiverged
 from aetrack.evaluation import final_metrics
 from aetrack.models import build_dense_autoencoder, compile_autoencoder, copy_weights
@@ -50,13 +51,15 @@ class TrainingArrays:
     y_val: np.ndarray
 
 
-def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
+def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id: str | None = None,
+          tags: dict[str, str] | None = None, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train one autoencoder as `config` says and track it as one MLflow run.
 
     `dataset` is `dataset_for(config)` when the caller has loaded it already (the CLI does, before
-    TensorFlow loads, so a bad file fails in a second).
+    TensorFlow loads, so a bad file fails in a second). A sweep's trial passes `parent_run_id` (the
+    run is nested under it), extra `tags`, and `callbacks` added to fit (pruning).
     """
-    config = config.validated()
+    config = for_strategy(config.validated())
     phase = PhaseTimer()
     # Everything that can be wrong with the input fails here, before a run exists.
     with phase("load data"):
@@ -67,19 +70,21 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
 
     client = MlflowClient()
     noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
-    with tracked_run(config.experiment_name) as run:
+    with tracked_run(config.experiment_name, parent_run_id) as run:
         run_id = run.info.run_id
         run_name = run_name_for(config, dataset)
         with phase("describe run"):
-            describe_run(client, run_id, config.params(), run_tags(config, dataset, run_name))
+            describe_run(client, run_id, config.params(), {**run_tags(config, dataset, run_name), **(tags or {})})
         with phase("build model"):
             # Seed after the run starts: MLflow draws a random run name from Python's `random` when
             # not under `mlflow run`, which would otherwise change the weights for the same seed.
             keras.utils.set_random_seed(config.seed)
-            model = build_model(config, init_model)
+            with distribution_scope(config) as devices:
+                model = build_model(config, init_model)
+            client.set_tag(run_id, "aetrack.devices", ",".join(devices))
             arrays = training_arrays(dataset, noise)
         with phase("fit"):
-            history = fit(model, arrays, config, client, run_id)
+            history = fit(model, arrays, config, client, run_id, callbacks)
         with phase("evaluate"):
             metrics = final_metrics(lambda x: model(x, training=False).numpy(), dataset.x_test, arrays.x_val,
                                     dataset.y_test, noise, config.excluded_digits)
@@ -130,6 +135,9 @@ def run_tags(config: TrainConfig, dataset: Dataset, run_name: str) -> dict[str, 
         "aetrack.dataset_sha256": dataset.sha256,
         "aetrack.train_images": str(len(dataset.x_train)),
         "aetrack.test_images": str(len(dataset.x_test)),
+        "aetrack.strategy": config.strategy,
+        # The value fit used: under `mlflow run` the param keeps what was asked (MLflow logged it first).
+        "aetrack.steps_per_execution_used": str(config.steps_per_execution),
     }
 
 
@@ -149,12 +157,12 @@ def training_arrays(dataset: Dataset, noise: RunNoise | None) -> TrainingArrays:
 
 
 def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client: MlflowClient,
-        run_id: str) -> dict[str, list[float]]:
+        run_id: str, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, list[float]]:
     """model.fit with aetrack's callbacks; the per-epoch history. Raise TrainingDiverged on NaN."""
     # TerminateOnNaN stops at the first non-finite batch loss; raise_if_diverged then fails the run.
     callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(arrays.x_train)),
                  keras.callbacks.TerminateOnNaN(),
-                 *image_loggers(client, run_id, config, arrays.x_val, arrays.y_val)]
+                 *image_loggers(client, run_id, config, arrays.x_val, arrays.y_val), *extra_callbacks]
     fitted = model.fit(
         arrays.x_train,
         arrays.y_train,

@@ -85,3 +85,15 @@ def test_end_to_end_tiny(tiny_npz):
     assert total - max(0.05 * total, 0.3) <= summed <= total + 0.01 * len(phases) + 0.05, (summed, total)
     for seconds, share in phases.values():
         assert share == pytest.approx(100 * seconds / total, abs=1)
+
+
+def test_sweep_tiny(tiny_npz):
+    out = run_script("sweep.py", "--data", tiny_npz, "--trials", 2, "--epochs", 1, "--train-samples", 128,
+                     "--test-samples", 16, timeout=600)
+    rows = {name: (float(seconds), float(per_minute))
+            for name, seconds, per_minute in re.findall(rf"^(\w+) +{NUMBER} +{NUMBER}$", out, re.MULTILINE)}
+    assert set(rows) == {"in_process_1_worker", "mlflow_run_per_trial", "in_process_2_workers"}
+    for seconds, per_minute in rows.values():
+        assert per_minute == pytest.approx(60 * 2 / seconds, rel=0.01)
+    ratio = rows["in_process_1_worker"][1] / rows["mlflow_run_per_trial"][1]
+    assert figure(out, "in_process_speedup") == pytest.approx(ratio, abs=0.05)  # from rounded figures

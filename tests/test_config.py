@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import yaml
 
-from aetrack.config import ConfigError, TrainConfig, parse_value, render_mlproject, training_params
+from aetrack.config import ConfigError, SweepConfig, TrainConfig, parse_value, render_mlproject, training_params
 from tests.helpers.processes import REPO
 
 
@@ -19,15 +19,18 @@ def test_mlproject_on_disk_is_generated_from_config():
     assert on_disk == render_mlproject(), "MLproject drifted; regenerate: python -m aetrack.config > MLproject"
 
 
-@pytest.mark.parametrize("entry_point,mlproject_name", [("basic", "main"), ("basic", "basic"), ("denoise", "denoise")])
-def test_mlproject_parameters_match_cli_options(entry_point, mlproject_name):
-    from aetrack.cli import train
+@pytest.mark.parametrize("group,entry_point,mlproject_name", [
+    ("train", "basic", "main"), ("train", "basic", "basic"), ("train", "denoise", "denoise"),
+    ("sweep", "basic", "sweep"), ("sweep", "denoise", "sweep_denoise")])
+def test_mlproject_parameters_match_cli_options(group, entry_point, mlproject_name):
+    from aetrack.cli import sweep, train
 
     spec = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"][mlproject_name]
-    command = train.commands[entry_point]
-    options = {p.name: p for p in command.params if p.name != "experiment_name"}
+    command = {"train": train, "sweep": sweep}[group].commands[entry_point]
+    options = {p.name: p for p in command.params if p.name not in ("experiment_name", "no_pruning")}
     assert set(spec["parameters"]) == set(options)
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert spec["command"].startswith(f"python -m aetrack {group} {entry_point} ")
+    fields = {f.name: f for f in (*dataclasses.fields(TrainConfig), *dataclasses.fields(SweepConfig))}
     for name, param in spec["parameters"].items():
         expected_type = {"int": "int", "float": "float", "str": "string", "bool": "string"}[fields[name].type]
         assert param["type"] == expected_type, name

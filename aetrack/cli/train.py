@@ -1,10 +1,14 @@
-"""`aetrack train basic|denoise`: one option per TrainConfig field, checked before TensorFlow loads."""
+"""`aetrack train basic|denoise` and `aetrack sweep basic|denoise`: one option per TrainConfig (and
+SweepConfig) field, checked before TensorFlow loads."""
 
 from __future__ import annotations
 
+import functools
+
 import click
 
-from aetrack.config import DEFAULT_EXPERIMENT, ENTRY_POINTS, TrainConfig, parse_value, training_params
+from aetrack.config import (DEFAULT_EXPERIMENT, ENTRY_POINTS, SweepConfig, TrainConfig, parse_value, sweep_params,
+                            training_params)
 from aetrack.errors import ConfigError, UsageError
 
 SUMMARIES = {
@@ -18,11 +22,13 @@ def train() -> None:
     """Train an autoencoder and track it as one MLflow run."""
 
 
-def _parse_option(ctx: click.Context, param: click.Parameter, raw):
-    if raw is None:
+def _parse_option(ctx: click.Context, param: click.Parameter, raw, config_class: type = TrainConfig):
+    if raw is None or raw == ():
         return None
+    if isinstance(raw, tuple):  # a repeatable option (--search): its values, space-separated
+        raw = " ".join(raw)
     try:
-        value = parse_value(param.name, raw)
+        value = parse_value(param.name, raw, config_class)
         if param.name == "dataset":
             from aetrack.data import check_dataset_spec
 
@@ -40,16 +46,21 @@ def _parse_option(ctx: click.Context, param: click.Parameter, raw):
 
 def training_options(entry_point: str) -> list[click.Option]:
     """One `--name VALUE` option per parameter the entry point takes, parsed by TrainConfig's rules."""
+    return _options(training_params(entry_point), TrainConfig)
+
+
+def _options(fields, config_class: type, repeatable: tuple[str, ...] = ()) -> list[click.Option]:
     options = []
-    for f in training_params(entry_point):
+    for f in fields:
         default = f.default if f.type != "bool" else str(f.default).lower()
         options.append(
             click.Option(
                 [f"--{f.name.replace('_', '-')}", f.name],
                 type=str,
                 default=None,
+                multiple=f.name in repeatable,
                 metavar=f.type.upper(),
-                callback=_parse_option,
+                callback=functools.partial(_parse_option, config_class=config_class),
                 help=f"{f.metadata['help']}  [default: {default if default != '' else 'empty'}]",
             )
         )
@@ -74,17 +85,62 @@ def _train_command(entry_point: str) -> click.Command:
 
         run_training(config, dataset)
 
-    experiment = click.Option(
+    summary = SUMMARIES[entry_point]
+    return click.Command(entry_point, callback=run, params=[*training_options(entry_point), _experiment_option()],
+                         help=summary, short_help=summary)
+
+
+def _experiment_option() -> click.Option:
+    return click.Option(
         ["--experiment-name"],
         default=DEFAULT_EXPERIMENT,
         envvar="MLFLOW_EXPERIMENT_NAME",
         show_default=True,
         help="MLflow experiment (ignored under `mlflow run`, which picks its own).",
     )
-    summary = SUMMARIES[entry_point]
-    return click.Command(entry_point, callback=run, params=[*training_options(entry_point), experiment],
-                         help=summary, short_help=summary)
 
 
 for _entry_point in ENTRY_POINTS:
     train.add_command(_train_command(_entry_point))
+
+
+@click.group()
+def sweep() -> None:
+    """Search hyperparameters with Optuna: one parent MLflow run, one nested run per trial."""
+
+
+def _sweep_command(entry_point: str) -> click.Command:
+    def run(experiment_name: str, no_pruning: bool, **values) -> None:
+        from aetrack.data import dataset_for
+        from aetrack.search_space import check_metric, parse_search, searches_data
+
+        sweep_names = {f.name for f in sweep_params()}
+        given = {k: v for k, v in values.items() if v is not None and k not in sweep_names}
+        sweep_given = {k: v for k, v in values.items() if v is not None and k in sweep_names}
+        if no_pruning:
+            sweep_given["pruning"] = False
+        config = TrainConfig(entry_point=entry_point, experiment_name=experiment_name, **given).validated()
+        settings = SweepConfig(**sweep_given)
+        # The whole search space and the metric are checked before anything heavy loads or a run exists.
+        space = parse_search([settings.search], entry_point)
+        check_metric(settings.metric, entry_point, config.exclude_digits)
+        dataset = None if searches_data(space) else dataset_for(config)
+        import mlflow
+
+        from aetrack.tracking.run import check_tracking_store
+
+        check_tracking_store(mlflow.get_tracking_uri())
+
+        from aetrack.sweep import run_sweep
+
+        run_sweep(config, settings, space, dataset)
+
+    no_pruning = click.Option(["--no-pruning"], is_flag=True, help="The same as --pruning false.")
+    summary = f"Sweep {entry_point} runs: {SUMMARIES[entry_point][:-1].lower()}."
+    params = [*training_options(entry_point), *_options(sweep_params(), SweepConfig, repeatable=("search",)),
+              no_pruning, _experiment_option()]
+    return click.Command(entry_point, callback=run, params=params, help=summary, short_help=summary)
+
+
+for _entry_point in ENTRY_POINTS:
+    sweep.add_command(_sweep_command(_entry_point))

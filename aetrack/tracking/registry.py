@@ -41,14 +41,18 @@ def log_and_register(model, config, run_id: str, dataset_sha256: str, metrics: d
     logged = log_models(model, config.code_size)
     if not config.register:
         return {}
-    tags = {
+    return register_models(logged, config.model_prefix, run_id, version_tags(config, run_id, dataset_sha256, metrics))
+
+
+def version_tags(config, run_id: str, dataset_sha256: str, metrics: dict[str, float]) -> dict[str, str]:
+    """The tags every registered version carries: where it came from and its test metrics."""
+    return {
         "run_id": run_id,
         "entry_point": config.entry_point,
         "dataset_sha256": dataset_sha256,
         "code_size": str(config.code_size),
         **{k: repr(float(v)) for k, v in sorted(metrics.items())},
     }
-    return register_models(logged, config.model_prefix, run_id, tags)
 
 
 def log_models(model, code_size: int) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821

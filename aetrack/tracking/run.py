@@ -24,19 +24,23 @@ PROBE_TIMEOUT_S = 5.0
 
 
 @contextmanager
-def tracked_run(experiment_name: str) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
-    """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED."""
+def tracked_run(experiment_name: str, parent_run_id: str | None = None) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
+    """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED.
+
+    With `parent_run_id` (a sweep's trial) a new run is nested under that run, in its experiment.
+    """
     import mlflow
     from mlflow.entities import RunStatus
 
-    outer_run_id = os.environ.get("MLFLOW_RUN_ID")
+    outer_run_id = parent_run_id or os.environ.get("MLFLOW_RUN_ID")
     if outer_run_id:
         # Under `mlflow run` the run already exists, in the experiment that command chose.
         experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)
     else:
         mlflow.set_experiment(experiment_name)
-    run = mlflow.start_run()
+    # parent_run_id sets the `mlflow.parentRunId` tag that the MLflow UI nests children by.
+    run = mlflow.start_run(parent_run_id=parent_run_id, nested=parent_run_id is not None)
     try:
         with _signals(_raise_interrupted):
             yield run

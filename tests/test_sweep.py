@@ -1,0 +1,203 @@
+"""Sweeps: an Optuna study as one parent MLflow run with a nested run per trial, in-process, under
+`mlflow run -e sweep`, and split between worker processes sharing one SQLite storage."""
+
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers.errors import error_line
+from tests.helpers.processes import REPO, run_aetrack, subprocess_env
+
+
+def children_of(client, parent_run_id):
+    parent = client.get_run(parent_run_id)
+    return client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              max_results=100)
+
+
+def parents(client, experiment_name="aetrack"):
+    experiment = client.get_experiment_by_name(experiment_name)
+    return client.search_runs([experiment.experiment_id], "tags.`aetrack.sweep` = 'parent'")
+
+
+def check_parent_best(client, parent, children, metric="test_bce"):
+    """The parent's best_<metric> is the best finished, unpruned child's metric, and names it."""
+    complete = [c for c in children if c.info.status == "FINISHED" and "aetrack.pruned" not in c.data.tags]
+    best = min(complete, key=lambda c: c.data.metrics[metric])
+    assert parent.data.metrics[f"best_{metric}"] == pytest.approx(best.data.metrics[metric], rel=1e-9)
+    assert parent.data.tags["aetrack.sweep.best_run_id"] == best.info.run_id
+    return best
+
+
+@pytest.mark.slow
+def test_in_process_sweep_nests_trials_and_registers_the_best_once(tracking, tiny_config):
+    import optuna
+
+    from aetrack.config import SweepConfig
+    from aetrack.search_space import parse_search
+    from aetrack.sweep import run_sweep
+
+    base = tiny_config(epochs=1, register=True, model_prefix="sw")
+    settings = SweepConfig(trials=3, search="code_size=4:32:log loss=bce|mse", study_name="s1", pruning=False)
+    result = run_sweep(base, settings, parse_search([settings.search], "basic"))
+
+    client = MlflowClient()
+    (parent,) = parents(client)
+    assert parent.info.run_id == result.parent_run_id and parent.info.status == "FINISHED"
+    assert parent.data.tags["mlflow.runName"] == "sweep-basic-s1"
+    assert parent.data.params["search"] == "code_size=4:32:log loss=bce|mse"
+    assert (parent.data.params["sampler"], parent.data.params["metric"], parent.data.params["trials"]) == \
+        ("tpe", "test_bce", "3")
+    children = children_of(client, parent.info.run_id)
+    assert len(children) == 3 and {c.info.status for c in children} == {"FINISHED"}
+    assert sorted(c.data.tags["aetrack.sweep.trial"] for c in children) == ["0", "1", "2"]
+    for child in children:
+        assert 4 <= int(child.data.params["code_size"]) <= 32 and child.data.params["loss"] in ("bce", "mse")
+        assert child.data.params["register"] == "false"
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [1]
+        assert any(a.path == "images" for a in client.list_artifacts(child.info.run_id))
+    best = check_parent_best(client, parent, children)
+    assert parent.data.params["best.code_size"] == best.data.params["code_size"]
+    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/optimization_history.png" in figures
+    # Registered once, from the best trial's run, aliased candidate; trials themselves registered nothing.
+    for part in ("autoencoder", "encoder", "decoder"):
+        versions = client.search_model_versions(f"name='sw-{part}'")
+        assert len(versions) == 1 and versions[0].run_id == best.info.run_id
+        assert client.get_model_version_by_alias(f"sw-{part}", "candidate").version == versions[0].version
+    assert result.registered_versions == {f"sw-{p}": "1" for p in ("autoencoder", "encoder", "decoder")}
+    study = optuna.load_study(study_name="s1", storage=result.storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+
+
+@pytest.mark.slow
+def test_pruning_stops_a_clearly_worse_trial_and_tags_its_run(tracking, tiny_config):
+    import optuna
+
+    from aetrack.config import SweepConfig
+    from aetrack.search_space import parse_search
+    from aetrack.sweep import default_storage, run_sweep
+
+    # Two good trials first, then one whose learning rate barely moves the weights: at epoch 1 its
+    # val_loss is far above the median of the first two, so the median pruner stops it there.
+    storage = default_storage(tracking)
+    study = optuna.create_study(study_name="p1", storage=storage)
+    for learning_rate in (0.01, 0.003, 1e-7):
+        study.enqueue_trial({"learning_rate": learning_rate})
+    base = tiny_config(epochs=3, image_every=0)
+    settings = SweepConfig(trials=3, search="learning_rate=1e-7:0.01:log", study_name="p1")
+    result = run_sweep(base, settings, parse_search([settings.search], "basic"))
+
+    assert result.states == {0: "COMPLETE", 1: "COMPLETE", 2: "PRUNED"}
+    client = MlflowClient()
+    pruned = client.get_run(result.trial_run_ids[2])
+    assert pruned.info.status == "FINISHED"
+    assert pruned.data.tags["aetrack.pruned"] == "true" and pruned.data.tags["aetrack.pruned_at_epoch"] == "1"
+    assert [m.step for m in client.get_metric_history(pruned.info.run_id, "val_loss")] == [1]
+    for number in (0, 1):
+        run = client.get_run(result.trial_run_ids[number])
+        assert "aetrack.pruned" not in run.data.tags
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.metrics["trials_pruned"] == 1 and parent.data.metrics["trials_complete"] == 2
+    check_parent_best(client, parent, children_of(client, result.parent_run_id))
+
+
+@pytest.mark.parametrize("spec,says", [
+    ("code_size=0:8", "invalid --search 'code_size=0:8': expected code_size values that are an integer from 1"),
+    ("nope=1:2", "invalid --search 'nope=1:2': expected a basic training parameter"),
+    ("learning_rate=-1:0.1:log", "expected learning_rate values that are a number > 0"),
+])
+def test_bad_spec_fails_with_one_line_and_nothing_in_the_store(tmp_path, tiny_npz, spec, says):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_aetrack("sweep", "basic", "--search", spec, "--dataset", tiny_npz, "--trials", "2", uri=uri, cwd=tmp_path)
+    assert says in error_line(out, 2, only_line=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no MLflow store, no optuna.db
+
+
+def test_bad_metric_fails_before_anything_runs(tmp_path, tiny_npz):
+    out = run_aetrack("sweep", "basic", "--metric", "psnr_gain_db", "--dataset", tiny_npz, uri=f"sqlite:///{tmp_path}/m.db",
+                      cwd=tmp_path)
+    assert "invalid --metric 'psnr_gain_db': expected a metric every basic trial logs" in error_line(out, 2, True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def sweep_args(npz, *extra):
+    return ["--dataset", str(npz), "--train-samples", "200", "--test-samples", "32", "--epochs", "1",
+            "--code-size", "8", "--image-samples", "4", *extra]
+
+
+@pytest.mark.slow
+def test_mlflow_run_sweep_makes_one_parent_and_four_children(tmp_path, real_mnist_small):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = ["dataset", str(real_mnist_small), "train_samples", "300", "test_samples", "50", "epochs", "1",
+              "trials", "4", "search", "code_size=4:32:log learning_rate=0.001:0.01:log", "study_name", "mr",
+              "register", "false"]
+    args = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "sweep", "--env-manager", "local",
+            "--experiment-name", "aetrack"]
+    for name, value in zip(params[::2], params[1::2]):
+        args += ["-P", f"{name}={value}"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=subprocess_env(uri))
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("aetrack").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]  # the run mlflow made
+    assert parent.data.tags["aetrack.sweep"] == "parent" and parent.data.tags["mlflow.project.entryPoint"] == "sweep"
+    assert parent.info.status == "FINISHED"
+    children = children_of(client, parent.info.run_id)
+    assert len(children) == 4 == len(runs) - 1
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["aetrack.entry_point"] == "basic"
+        assert 4 <= int(child.data.params["code_size"]) <= 32
+        assert 0.001 <= float(child.data.params["learning_rate"]) <= 0.01
+        assert child.data.params["train_samples"] == "300" and child.data.params["epochs"] == "1"
+    check_parent_best(client, parent, children)
+
+
+@pytest.mark.slow
+def test_two_workers_split_six_trials_under_one_parent_and_register_once(tmp_path, tiny_npz):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [sys.executable, "-m", "aetrack", "sweep", "basic", *sweep_args(tiny_npz), "--trials", "6",
+            "--search", "code_size=4:32:log", "--search", "learning_rate=0.001:0.01:log", "--storage", storage,
+            "--study-name", "shared", "--model-prefix", "two", "--no-pruning"]
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                env=subprocess_env(uri)) for _ in range(2)]
+    try:
+        outputs = [w.communicate(timeout=600) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+    client = MlflowClient(uri)
+    (parent,) = parents(client)
+    assert parent.info.status == "FINISHED"
+    children = children_of(client, parent.info.run_id)
+    assert sorted(int(c.data.tags["aetrack.sweep.trial"]) for c in children) == list(range(6))
+    by_worker = {}
+    for child in children:
+        by_worker.setdefault(child.data.tags["aetrack.sweep.worker"], []).append(child)
+    assert sorted(w.split(":")[1] for w in by_worker) == sorted(str(w.pid) for w in workers)  # both worked
+    best = check_parent_best(client, parent, children)
+    for part in ("autoencoder", "encoder", "decoder"):
+        versions = client.search_model_versions(f"name='two-{part}'")
+        assert len(versions) == 1 and versions[0].run_id == best.info.run_id
+    finished = [out for out, _ in outputs if "aetrack: sweep 'shared' finished" in out]
+    assert len(finished) == 1  # exactly one worker ended the study
+
+
+def test_unusable_storage_fails_with_one_line_before_any_run(tracking, tiny_config):
+    from aetrack.config import SweepConfig
+    from aetrack.search_space import parse_search
+    from aetrack.sweep import SweepError, run_sweep
+
+    settings = SweepConfig(trials=2, search="code_size=4:8", storage="nosuchdb://user:secret@host/db")
+    with pytest.raises(SweepError) as info:
+        run_sweep(tiny_config(), settings, parse_search([settings.search], "basic"))
+    message = str(info.value)
+    assert message.startswith("invalid --storage 'nosuchdb://user:***@host/db'") and "secret" not in message
+    assert MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]) == []
