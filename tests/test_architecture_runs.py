@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.config import ARCHITECTURES
-from tests.helpers.processes import REPO, run_aetrack, subprocess_env
+from tests.helpers.processes import REPO, free_port, run_aetrack, stop_group, subprocess_env, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
         promoted = promote("arch-autoencoder", if_better=True)
     finally:
         mlflow.set_registry_uri("")
-    assert promoted.moved and promoted.version == "1"
+    assert promoted.moved and str(promoted.version) == "1"
     assert str(client.get_model_version_by_alias("arch-autoencoder", "champion").version) == "1"
 
 
@@ -136,6 +136,29 @@ def test_registered_models_load_in_a_fresh_process_as_trained(tracking, tmp_path
     assert loaded["autoencoder"].shape == (16, 784) and loaded["encoder"].shape == (16, code_size)
     if architecture == "vae":
         _check_sample_command(tracking, tmp_path)
+        served = _serve_and_ask(tracking, tmp_path, "models:/vae-autoencoder/1", x[:4])
+        np.testing.assert_allclose(served, model(x[:4], training=False).numpy(), atol=1e-5)
+
+
+def _serve_and_ask(uri, tmp_path, model_uri, x):
+    """Start a real `mlflow models serve` for `model_uri` on 127.0.0.1, post `x`, return its answer."""
+    import urllib.request
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w+")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                              env=subprocess_env(uri), cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, 180, log)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps({"inputs": x.tolist()}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return np.asarray(json.loads(response.read())["predictions"], dtype=np.float32)
+    finally:
+        stop_group(server)
+        log.close()
 
 
 def _check_sample_command(uri, tmp_path):
