@@ -63,7 +63,8 @@ def test_vae_reports_its_loss_terms_and_learns(tiny_npz):
     data = load_dataset(str(tiny_npz), 256, 32)
     keras.utils.set_random_seed(0)
     vae = compile_autoencoder(build_autoencoder("vae", 4, seed=0), 0.001, "bce", steps_per_execution=4)
-    history = vae.fit(data.x_train, data.x_train, epochs=2, batch_size=32, verbose=0,
+    # batch 24: the 32 validation images come in uneven batches (24 + 8), still one mean per image.
+    history = vae.fit(data.x_train, data.x_train, epochs=2, batch_size=24, verbose=0,
                       validation_data=(data.x_test, data.x_test)).history
     assert set(history) == {"loss", "reconstruction_loss", "kl_loss", "val_loss", "val_reconstruction_loss",
                             "val_kl_loss"}
@@ -74,7 +75,7 @@ def test_vae_reports_its_loss_terms_and_learns(tiny_npz):
     # val_loss is the negative ELBO at the code mean: the same number evaluation.negative_elbo gives.
     mean, log_var = (t.numpy() for t in latent_moments(vae)(data.x_test))
     elbo = negative_elbo(data.x_test, vae(data.x_test).numpy(), mean, log_var)
-    assert elbo == pytest.approx(history["val_loss"][-1], rel=1e-3)
+    assert elbo == pytest.approx(history["val_loss"][-1], rel=1e-5)
 
 
 def test_negative_elbo_by_hand():

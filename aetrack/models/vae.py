@@ -61,10 +61,13 @@ class VariationalAutoencoder(keras.Model):
         kl = ops.mean(-0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1))
         return reconstruction, kl
 
-    def _report(self, reconstruction, kl, loss):
-        self.loss_tracker.update_state(loss)
-        self.reconstruction_tracker.update_state(reconstruction)
-        self.kl_tracker.update_state(kl)
+    def _report(self, data, reconstruction, kl, loss):
+        # Weighted by the batch's size, so an epoch's figure is the mean per image even when the
+        # last batch is smaller (val_loss then equals test_elbo on the same images).
+        images = ops.cast(ops.shape(data[0])[0], "float32")
+        self.loss_tracker.update_state(loss, sample_weight=images)
+        self.reconstruction_tracker.update_state(reconstruction, sample_weight=images)
+        self.kl_tracker.update_state(kl, sample_weight=images)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -75,11 +78,11 @@ class VariationalAutoencoder(keras.Model):
             loss = reconstruction + self.kl_weight * kl
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        return self._report(reconstruction, kl, loss)
+        return self._report(data, reconstruction, kl, loss)
 
     def test_step(self, data):
         reconstruction, kl = self._loss_terms(data, sample=False)
-        return self._report(reconstruction, kl, reconstruction + self.kl_weight * kl)
+        return self._report(data, reconstruction, kl, reconstruction + self.kl_weight * kl)
 
 
 def build_vae(code_size: int, kl_weight: float = 1.0, seed: int | None = None) -> VariationalAutoencoder:
