@@ -14,9 +14,9 @@ from aetrack.errors import CompareError
 LOSS_CURVES_FILE = "loss_curves.png"
 
 # Params and final metrics shown for every run, in this order (absent ones print as '-').
-KEY_PARAMS = (("epochs", "epochs"), ("code_size", "code"), ("loss", "loss"), ("learning_rate", "lr"),
-              ("noise_factor", "noise"), ("exclude_digits", "excl"))
-KEY_METRICS = ("test_bce", "test_mse", "test_psnr", "test_ssim", "psnr_gain_db", "anomaly_auc")
+KEY_PARAMS = (("architecture", "architecture"), ("epochs", "epochs"), ("code_size", "code"), ("loss", "loss"),
+              ("learning_rate", "lr"), ("noise_factor", "noise"), ("exclude_digits", "excl"))
+KEY_METRICS = ("test_bce", "test_mse", "test_psnr", "test_ssim", "psnr_gain_db", "test_elbo", "anomaly_auc")
 
 # Metrics where a larger value is the better run; every other metric (losses, errors, seconds) is
 # ranked lower-is-better.

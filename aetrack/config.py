@@ -22,6 +22,7 @@ ENTRY_POINTS = ("basic", "denoise")
 BOTH = ENTRY_POINTS
 DENOISE = ("denoise",)
 LOSSES = ("bce", "mse")
+ARCHITECTURES = ("dense", "conv", "vae")
 STRATEGIES = ("default", "mirrored")
 SAMPLERS = ("tpe", "random")
 KNOWN_DATASETS = ("mnist", "fashion_mnist")
@@ -94,6 +95,14 @@ class TrainConfig:
     epochs: int = _param(10, "Training epochs.", _int_range(1, 100_000))
     batch_size: int = _param(64, "Images per training step.", _int_range(1, 65_536))
     code_size: int = _param(64, "Size of the encoder's code (the bottleneck).", _int_range(1, 4096))
+    architecture: str = _param(
+        "dense", "Model family: dense (the tutorial's 784-code-784), conv (convolutional) or vae (variational).",
+        _choice(*ARCHITECTURES),
+    )
+    kl_weight: float = _param(
+        1.0, "vae only: weight of the KL term in the loss (1 = the ELBO; other values: beta-VAE).",
+        _float_range(0.0, 1000.0),
+    )
     learning_rate: float = _param(0.001, "Adam learning rate.", _float_range(0.0, 10.0, low_open=True))
     loss: str = _param("bce", "Training loss: bce (binary cross-entropy) or mse.", _choice(*LOSSES))
     train_samples: int = _param(30000, "Training images used (the first N).", _int_range(1, 10_000_000))
@@ -142,6 +151,9 @@ class TrainConfig:
             problem = check(value) if check else None
             if problem:
                 raise ConfigError(f.name, value, problem)
+        if self.architecture == "vae" and self.loss != "bce":
+            raise ConfigError("loss", self.loss, "bce with architecture vae (its decoder is Bernoulli: the "
+                              "loss is the negative ELBO, summed binary cross-entropy + KL)")
         if not self.model_prefix:
             return dataclasses.replace(self, model_prefix=f"aetrack-{self.entry_point}")
         return self

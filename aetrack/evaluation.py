@@ -36,6 +36,17 @@ def binary_crossentropy(target: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
 
 
+def negative_elbo(target: np.ndarray, predicted: np.ndarray, mean: np.ndarray, log_var: np.ndarray) -> float:
+    """A vae's negative ELBO in nats per image: binary cross-entropy summed over the pixels of the
+    deterministic reconstruction (the decoder at the code mean) + KL(N(mean, exp(log_var)) || N(0, I))."""
+    p = np.clip(predicted.astype(np.float64), _EPSILON, 1 - _EPSILON)
+    t = target.astype(np.float64)
+    reconstruction = -(t * np.log(p) + (1 - t) * np.log(1 - p)).sum(axis=1)
+    mean, log_var = mean.astype(np.float64), log_var.astype(np.float64)
+    kl = -0.5 * (1 + log_var - mean**2 - np.exp(log_var)).sum(axis=1)
+    return float(np.mean(reconstruction + kl))
+
+
 def mean_squared_error(target: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean((target.astype(np.float64) - predicted.astype(np.float64)) ** 2))
 

@@ -76,6 +76,11 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray) -> n
     return image_rows_grid(originals, reconstructions)
 
 
+def samples_grid(generated: np.ndarray, per_row: int = IMAGES_PER_ROW) -> np.ndarray:
+    """Generated (n, 784) images, `per_row` to a row (decoded prior draws, `aetrack sample`)."""
+    return image_rows_grid(generated, per_row=per_row)
+
+
 def denoise_grid(noisy: np.ndarray, denoised: np.ndarray, originals: np.ndarray) -> np.ndarray:
     """`denoise`: noisy inputs, the model's denoised outputs, then the clean originals."""
     return image_rows_grid(noisy, denoised, originals)

@@ -17,8 +17,8 @@ from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.devices import distribution_scope, for_strategy
 from aetrack.errors import TrainingDiverged
-from aetrack.evaluation import final_metrics
-from aetrack.models import build_dense_autoencoder, compile_autoencoder, copy_weights
+from aetrack.evaluation import final_metrics, negative_elbo
+from aetrack.models import build_autoencoder, compile_autoencoder, copy_weights, latent_moments
 from aetrack.noise import RunNoise
 from aetrack.tracking.callbacks import MetricsLogger, image_loggers
 from aetrack.tracking.plots import log_final_figures
@@ -66,7 +66,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
         dataset = dataset if dataset is not None else dataset_for(config)
     with phase("check store, init_model"):
         check_tracking_store(mlflow.get_tracking_uri())
-        init_model = load_init_model(config.init_model, config.code_size) if config.init_model else None
+        init_model = (load_init_model(config.init_model, config.code_size, config.architecture)
+                      if config.init_model else None)
 
     client = MlflowClient()
     noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
@@ -88,6 +89,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
         with phase("evaluate"):
             metrics = final_metrics(lambda x: model(x, training=False).numpy(), dataset.x_test, arrays.x_val,
                                     dataset.y_test, noise, config.excluded_digits)
+            metrics.update(elbo_metrics(model, arrays))
             mlflow.log_metrics(metrics, step=config.epochs)
         with phase("figures"):
             log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
@@ -115,8 +117,10 @@ class PhaseTimer:
 
 def run_name_for(config: TrainConfig, dataset: Dataset) -> str:
     """A readable name that tells runs apart in the MLflow UI's compare view."""
-    parts = [config.entry_point, dataset.name, f"c{config.code_size}", config.loss, f"e{config.epochs}",
+    parts = [config.entry_point, config.architecture, dataset.name, f"c{config.code_size}", config.loss, f"e{config.epochs}",
              f"b{config.batch_size}", f"lr{config.learning_rate:g}"]
+    if config.architecture == "vae" and config.kl_weight != 1.0:
+        parts.append(f"kl{config.kl_weight:g}")
     if config.denoising:
         parts.append(f"n{config.noise_factor:g}")
         if config.init_model:
@@ -131,6 +135,7 @@ def run_tags(config: TrainConfig, dataset: Dataset, run_name: str) -> dict[str, 
     return {
         "mlflow.runName": run_name,
         "aetrack.entry_point": config.entry_point,
+        "aetrack.architecture": config.architecture,
         "aetrack.dataset": dataset.name,
         "aetrack.dataset_sha256": dataset.sha256,
         "aetrack.train_images": str(len(dataset.x_train)),
@@ -142,10 +147,19 @@ def run_tags(config: TrainConfig, dataset: Dataset, run_name: str) -> dict[str, 
 
 
 def build_model(config: TrainConfig, init_model: keras.Model | None = None) -> keras.Model:
-    model = build_dense_autoencoder(config.code_size)
+    model = build_autoencoder(config.architecture, config.code_size, config.kl_weight, config.seed)
     if init_model is not None:
-        copy_weights(init_model, model, config.init_model)
+        copy_weights(init_model, model, config.init_model, config.architecture, config.code_size)
     return compile_autoencoder(model, config.learning_rate, config.loss, config.steps_per_execution)
+
+
+def elbo_metrics(model: keras.Model, arrays: TrainingArrays) -> dict[str, float]:
+    """`test_elbo` for a vae (negative ELBO, nats per image, on the validation images); else none."""
+    moments = latent_moments(model)
+    if moments is None:
+        return {}
+    mean, log_var = (t.numpy() for t in moments(arrays.x_val, training=False))
+    return {"test_elbo": negative_elbo(arrays.y_val, model(arrays.x_val, training=False).numpy(), mean, log_var)}
 
 
 def training_arrays(dataset: Dataset, noise: RunNoise | None) -> TrainingArrays:

@@ -1,6 +1,6 @@
 """Using a trained model: the model URIs aetrack accepts, loading, reading and checking input
 images, running the model, writing outputs, and the operations behind `aetrack encode`,
-`reconstruct`, `denoise` and `score`.
+`reconstruct`, `denoise`, `score` and `sample`.
 
 Checking arguments and files uses only numpy and Pillow (which matplotlib brings), so a bad URI,
 input or output fails before TensorFlow loads. Images are the models' layout: float32 (n, 784)
@@ -89,13 +89,14 @@ def load_model(uri: str, option: str = "--model"):
     return model
 
 
-def load_init_model(value: str, code_size: int):
-    """Load a training run's init_model and check it fits a 784-in autoencoder of `code_size`."""
-    from aetrack.models import build_dense_autoencoder, copy_weights
+def load_init_model(value: str, code_size: int, architecture: str = "dense"):
+    """Load a training run's init_model and check it fits a 784-in `architecture` autoencoder of
+    `code_size` (a model of another architecture is refused in one line naming both)."""
+    from aetrack.models import build_autoencoder, copy_weights
 
     model = load_model(value, option="init_model")
-    # copy_weights onto a throwaway model of the size the run will build: same check, same message.
-    copy_weights(model, build_dense_autoencoder(code_size), value)
+    # copy_weights onto a throwaway model of the kind the run will build: same check, same message.
+    copy_weights(model, build_autoencoder(architecture, code_size), value, architecture, code_size)
     return model
 
 
@@ -202,6 +203,14 @@ def write_npy(path: str, array: np.ndarray) -> None:
     _write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
+def write_samples_grid(path: str, generated: np.ndarray) -> None:
+    """A PNG of up to 64 generated images, GRID_COLUMNS / 2 to a row."""
+    from PIL import Image
+
+    pixels = images.samples_grid(generated[:GRID_MAX_IMAGES], per_row=GRID_COLUMNS // 2)
+    _write_atomically(path, lambda f: Image.fromarray(pixels, mode="L").save(f, format="PNG"))
+
+
 def write_grid(path: str, inputs: np.ndarray, outputs: np.ndarray) -> None:
     """A PNG of up to 64 images: rows of inputs, each followed by the row of their outputs."""
     from PIL import Image
@@ -238,6 +247,15 @@ def encoder_for_codes(model, uri: str):
         raise ModelError("--model", uri, "it outputs images (784 values), not codes",
                          "an encoder (models:/<prefix>-encoder/...) or an autoencoder")
     return model
+
+
+def check_decoder(model, uri: str) -> int:
+    """Raise unless `model` maps codes to 784-pixel images (a decoder); return its code size."""
+    size = model.inputs[0].shape[-1] if model.inputs else None
+    if size is None or size == IMAGE_PIXELS or _output_size(model) != IMAGE_PIXELS:
+        raise ModelError("--model", uri, f"it maps {size} values to {_output_size(model)}",
+                         "a decoder (models:/<prefix>-decoder/...) mapping codes to 784-pixel images")
+    return int(size)
 
 
 def check_image_model(model, uri: str) -> None:
@@ -321,3 +339,25 @@ def score(model_uri: str, input_paths: Sequence[str], output_path: str) -> np.nd
     errors = reconstruction_errors(model, images_in)
     write_npy(output_path, errors)
     return errors
+
+
+def sample(model_uri: str, output_path: str, count: int = 64, seed: int = 0) -> np.ndarray:
+    """Decode `count` codes drawn from N(0, I) (seeded) and write the images to a .npy
+    (float32 (count, 28, 28)) or a .png grid (up to 64); return them, float32 (count, 784).
+
+    Meant for a vae's decoder, whose codes follow the prior; a plain autoencoder's decoder also
+    works, but its codes were never pulled towards N(0, I), so most draws decode to blur.
+    """
+    if count < 1:
+        raise InputError(f"invalid --count {count}: expected an integer >= 1")
+    suffix = check_output(output_path, (".npy", ".png"))
+    check_model_spec(model_uri)
+    model = load_model(model_uri)
+    code_size = check_decoder(model, model_uri)
+    codes = np.random.default_rng(seed).standard_normal((count, code_size)).astype(np.float32)
+    generated = predict(model, codes)
+    if suffix == ".npy":
+        write_npy(output_path, generated.reshape(-1, IMAGE_SIDE, IMAGE_SIDE))
+    else:
+        write_samples_grid(output_path, generated)
+    return generated

@@ -3,6 +3,7 @@ with tracking on and with its callbacks off, alternating, several repetitions.
 
     python benchmarks/speed.py                       # 3 epochs x 3 repetitions on real MNIST
     python benchmarks/speed.py --setting spe100:steps_per_execution=100 --setting spe1:steps_per_execution=1
+    python benchmarks/speed.py --architecture conv   # the same comparison for another architecture
 
 Every aetrack variant goes through `aetrack.train.train(config)` (a real SQLite tracking store in
 a temp dir); only the `keras.Model.fit` call inside it is timed. `--setting NAME:field=value,...`
@@ -33,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-samples", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--code-size", type=int, default=64)
+    p.add_argument("--architecture", default="dense", choices=("dense", "conv", "vae"),
+                   help="model for every variant (the plain loop builds the same one)")
     p.add_argument("--reps", type=int, default=3, help="repetitions of each variant (alternating)")
     p.add_argument("--setting", action="append", default=[], metavar="NAME:FIELD=VALUE,...",
                    help="extra aetrack variant (tracked) with these TrainConfig values")
@@ -57,11 +60,14 @@ def plain_keras_fit(args, dataset, seed: int = 0) -> tuple[float, list[float]]:
     """The tutorial's loop: same model, same data, batch 64, default compile, no tracking."""
     import keras
 
-    from aetrack.models import build_dense_autoencoder
+    from aetrack.models import build_autoencoder
 
     keras.utils.set_random_seed(seed)
-    model = build_dense_autoencoder(args.code_size)
-    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model = build_autoencoder(args.architecture, args.code_size, seed=seed)
+    if args.architecture == "vae":
+        model.compile(optimizer="adam")  # its own loss (the ELBO); default steps_per_execution
+    else:
+        model.compile(optimizer="adam", loss="binary_crossentropy")
     started = time.perf_counter()
     history = model.fit(dataset.x_train, dataset.x_train, epochs=args.epochs, batch_size=args.batch_size,
                         shuffle=True, validation_data=(dataset.x_test, dataset.x_test), verbose=0)
@@ -75,7 +81,7 @@ def aetrack_fit(args, overrides: dict, tracked: bool) -> tuple[float, list[float
 
     values = dict(dataset=args.data, epochs=args.epochs, train_samples=args.train_samples,
                   test_samples=args.test_samples, batch_size=args.batch_size, code_size=args.code_size,
-                  register=False, experiment_name="speed")
+                  architecture=args.architecture, register=False, experiment_name="speed")
     values.update(overrides)
     # aetrack's console output (per-epoch lines, run summary) would bury the benchmark's own.
     with harness.FitTimer(drop_callbacks=not tracked) as timer, contextlib.redirect_stdout(io.StringIO()):
@@ -132,7 +138,7 @@ def main(argv=None) -> None:
 
     for line in harness.machine_lines():
         print(line)
-    print(f"config: {args.train_samples} images, batch {args.batch_size}, {args.epochs} epochs, "
+    print(f"config: {args.architecture}, {args.train_samples} images, batch {args.batch_size}, {args.epochs} epochs, "
           f"{args.reps} repetitions, variants alternate", flush=True)
     seconds: dict[str, list[float]] = {name: [] for name, _ in variants}
     callback_share: list[float] = []  # tracked runs: time inside callbacks / the rest of the fit
@@ -166,6 +172,8 @@ def main(argv=None) -> None:
 
     help_seconds = time_help(args.help_reps)
     print(f"aetrack_help_seconds: {help_seconds:.3f}")
+    if args.architecture != "dense":
+        return  # the FLOP count below is the dense model's
     gflop = epoch_gflop(args.train_samples, args.code_size) * args.epochs
     best_name = min(medians, key=medians.get)
     achieved = gflop / medians[best_name]

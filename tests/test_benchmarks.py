@@ -97,3 +97,20 @@ def test_sweep_tiny(tiny_npz):
         assert per_minute == pytest.approx(60 * 2 / seconds, rel=0.01)
     ratio = rows["in_process_1_worker"][1] / rows["mlflow_run_per_trial"][1]
     assert figure(out, "in_process_speedup") == pytest.approx(ratio, abs=0.05)  # from rounded figures
+
+
+def test_architectures_tiny(tiny_npz):
+    out = run_script("architectures.py", "--data", tiny_npz, "--epochs", 1, "--train-samples", 128, "--test-samples",
+                     16, "--holdout", 32, "--architectures", "dense", "vae", "--entry-points", "basic", "denoise")
+    assert "metrics on test images 16-47" in out
+    rows = {(m[0], m[1]): m[2:] for m in re.findall(r"^\| (\w+) \| (\w+) \| (.+) \|", out, re.MULTILINE)
+            if m[0] != "architecture"}
+    assert set(rows) == {("dense", "basic"), ("vae", "basic"), ("dense", "denoise"), ("vae", "denoise")}
+    for (architecture, entry), cells in rows.items():
+        bce, psnr, gain, elbo, fit_s, params = (c.strip() for c in cells[0].split("|"))
+        assert 0 < float(bce) < 1 and float(psnr) > 0 and float(fit_s) > 0
+        assert (gain == "-") == (entry == "basic")
+        assert (elbo == "-") == (architecture == "dense")
+        if architecture == "vae":
+            assert float(elbo) > 0
+        assert params == ("101,200" if architecture == "dense" else "870,224")

@@ -134,3 +134,19 @@ def test_compare_does_not_import_tensorflow(tracking, tmp_path):
     assert "mlflow" in probed.heavy  # the probe sees imports: compare reads the store through MLflow
     assert "logged" in probed.out.stdout
     assert (tmp_path / "loss_curves.png").exists()
+
+
+def test_table_has_an_architecture_column():
+    from aetrack.compare import Comparison, RunSummary, format_table
+
+    runs = [RunSummary("a" * 32, "basic-conv-run", "basic", {"architecture": "conv", "epochs": "2"}, {"test_bce": 0.1}),
+            RunSummary("b" * 32, "basic-vae-run", "basic", {"architecture": "vae", "epochs": "2"},
+                       {"test_bce": 0.2, "test_elbo": 99.5})]
+    table = format_table(Comparison("test_bce", False, runs, [], ["test_bce", "test_elbo"])).splitlines()
+    header = table[0].split()
+    assert header[:3] == ["run", "entry", "architecture"] and "test_elbo" in header
+    # Without the best-run mark "*" (the header's first cell is blank), cells line up with the header.
+    rows = {cells[0]: cells for cells in (line.lstrip("* ").split() for line in table[1:]) if cells and cells[0].endswith("-run")}
+    assert rows["basic-conv-run"][2] == "conv" and rows["basic-vae-run"][2] == "vae"
+    assert rows["basic-vae-run"][header.index("test_elbo")] == "99.5000"
+    assert rows["basic-conv-run"][header.index("test_elbo")] == "-"

@@ -29,7 +29,7 @@ def test_basic_run_is_fully_tracked(basic_run, tiny_config):
     assert tags["aetrack.entry_point"] == "basic" and tags["aetrack.version"] == __version__
     assert tags["aetrack.dataset"] == "tiny" and len(tags["aetrack.dataset_sha256"]) == 64
     assert {"tensorflow.version", "keras.version", "mlflow.version"} <= set(tags)
-    assert run.info.run_name == result.run_name == "basic-tiny-c16-bce-e3-b32-lr0.001-s0"
+    assert run.info.run_name == result.run_name == "basic-dense-tiny-c16-bce-e3-b32-lr0.001-s0"
 
     # One point per epoch at steps 1..3, equal to what Keras reported.
     for key in ("loss", "val_loss", "epoch_seconds", "samples_per_second"):

@@ -186,3 +186,28 @@ def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
         line = error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path), 2)
         assert expected in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.npy", "x.npy"]
+
+
+def test_sample_decodes_seeded_prior_draws_and_refuses_non_decoders(tmp_path):
+    from aetrack.errors import ModelError
+    from aetrack.models import build_autoencoder, decoder_of
+    from aetrack.use import sample
+
+    vae = build_autoencoder("vae", 3, seed=0)
+    decoder_path = tmp_path / "decoder.keras"
+    decoder_of(vae).save(decoder_path)
+    first = sample(str(decoder_path), str(tmp_path / "a.npy"), count=5, seed=7)
+    codes = np.random.default_rng(7).standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_allclose(first, decoder_of(vae)(codes).numpy(), atol=1e-6)
+    assert np.load(tmp_path / "a.npy").shape == (5, 28, 28)
+    other_seed = sample(str(decoder_path), str(tmp_path / "b.png"), count=5, seed=8)
+    assert not np.allclose(first, other_seed)
+    with Image.open(tmp_path / "b.png") as grid:
+        assert grid.size == (5 * 30 + 2, 30 + 2)  # 5 tiles in one row (up to 8 to a row)
+    autoencoder_path = tmp_path / "autoencoder.keras"
+    vae.autoencoder.save(autoencoder_path)
+    with pytest.raises(ModelError, match=r"it maps 784 values to 784; expected a decoder"):
+        sample(str(autoencoder_path), str(tmp_path / "c.npy"))
+    with pytest.raises(InputError, match=r"invalid --output .*\.jpg"):
+        sample(str(decoder_path), str(tmp_path / "c.jpg"))
+    assert not (tmp_path / "c.npy").exists()

@@ -1,4 +1,4 @@
-"""`aetrack promote`, `encode`, `reconstruct`, `denoise` and `score`: commands that use trained
+"""`aetrack promote`, `encode`, `reconstruct`, `denoise`, `score` and `sample`: commands that use trained
 models. Each is a thin layer over `aetrack.use` (or the registry, for promote), which checks
 inputs and outputs before TensorFlow or MLflow load."""
 
@@ -102,4 +102,23 @@ def score(model_uri: str, inputs: tuple[str, ...], output: str) -> None:
                f"min {errors.min():.5f}, max {errors.max():.5f})")
 
 
-MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score)
+@click.command(short_help="Write images decoded from random codes (a generative model's samples).")
+@click.option("--model", "-m", "model_uri", help=_MODEL_HELP.replace("The model", "The decoder") + "  [required]")
+@click.option("--count", "-n", type=click.IntRange(1, 100_000), default=64, show_default=True,
+              help="Images to generate.")
+@click.option("--output", "-o", default=None, help="A .png grid (up to 64 images) or a .npy of float32 (N, 28, 28)."
+              "  [required]")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seed for the standard-normal codes.")
+def sample(model_uri: str, count: int, output: str, seed: int) -> None:
+    """Decode --count codes drawn from N(0, I) with a decoder (best: a vae's) and write the images."""
+    from aetrack import use
+
+    for option, value, expected in (("--model", model_uri, "a decoder model URI"), ("--output", output, "a file")):
+        if not value:
+            raise click.BadParameter(f"missing; expected {expected} (see --help)", param_hint=option)
+    generated = use.sample(model_uri, output, count, seed)
+    click.echo(f"aetrack: wrote {len(generated)} sampled images to {output}")
+
+
+MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score, sample)

@@ -14,12 +14,17 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from aetrack import images
-from aetrack.models import encoder_of
+from aetrack.models import decoder_of, encoder_of
 from aetrack.tracking.background import BackgroundCalls
+
+# Draws from the prior decoded into the per-epoch `samples` image of a vae run.
+PRIOR_SAMPLES = 32
 
 
 class MetricsLogger(keras.callbacks.Callback):
-    """Logs `loss`, `val_loss`, `epoch_seconds` and `samples_per_second` once per epoch."""
+    """Logs `epoch_seconds`, `samples_per_second` and every number Keras reports for the epoch
+    (`loss`, `val_loss`, and what the model adds, e.g. a vae's `reconstruction_loss`, `kl_loss`
+    and their `val_` versions) once per epoch."""
 
     def __init__(self, client: MlflowClient, run_id: str, samples_per_epoch: int):
         super().__init__()
@@ -37,9 +42,9 @@ class MetricsLogger(keras.callbacks.Callback):
             "epoch_seconds": seconds,
             "samples_per_second": self.samples_per_epoch / seconds if seconds > 0 else 0.0,
         }
-        for key in ("loss", "val_loss"):
-            if logs and key in logs:
-                values[key] = float(logs[key])
+        for key, value in (logs or {}).items():
+            if np.ndim(value) == 0:
+                values[key] = float(value)
         now = int(time.time() * 1000)
         step = epoch + 1
         BackgroundCalls.for_run(self.run_id).submit(
@@ -105,6 +110,36 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         BackgroundCalls.for_run(self.run_id).wait()
 
 
+class PriorSamplesLogger(keras.callbacks.Callback):
+    """Every `every` epochs, logs the step image `samples`: the decoder's images for a fixed set of
+    draws from the prior N(0, I) (the same draws every epoch, so the step slider shows generation
+    improving)."""
+
+    def __init__(self, client: MlflowClient, run_id: str, codes: np.ndarray, every: int = 1):
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+        self.codes = np.ascontiguousarray(codes, dtype=np.float32)
+        self.every = every
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        if self.every <= 0 or step % self.every:
+            return
+        generated = decoder_of(self.model)(self.codes, training=False).numpy()
+        BackgroundCalls.for_run(self.run_id).submit(
+            self.client.log_image, self.run_id, images.samples_grid(generated), key="samples", step=step,
+            synchronous=True)
+
+    def on_train_end(self, logs=None):
+        BackgroundCalls.for_run(self.run_id).wait()
+
+
+def prior_draws(count: int, code_size: int, seed: int) -> np.ndarray:
+    """`count` seeded standard-normal codes: the same seed gives the same draws."""
+    return np.random.default_rng(seed).standard_normal((count, code_size)).astype(np.float32)
+
+
 def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray) -> list:
     """The per-epoch image callbacks for a run: none when `config.image_every` is 0, else one
     logger on the seeded sample of `config.image_samples` test images (`inputs` are what the model
@@ -112,9 +147,13 @@ def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray,
     if config.image_every == 0:
         return []
     sample = images.sample_indices(len(inputs), config.image_samples, config.seed)
-    return [
+    loggers: list[keras.callbacks.Callback] = [
         ReconstructionImageLogger(
             client, run_id, inputs[sample], originals[sample], every=config.image_every,
             noisy_inputs=config.denoising,
         )
     ]
+    if config.architecture == "vae":
+        codes = prior_draws(PRIOR_SAMPLES, config.code_size, config.seed)
+        loggers.append(PriorSamplesLogger(client, run_id, codes, every=config.image_every))
+    return loggers

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from aetrack.data import IMAGE_SIDE
 from aetrack.images import PAD, image_rows_grid, sample_indices
-from aetrack.models import encoder_of
+from aetrack.models import decoder_of, encoder_of
 from aetrack.noise import NOISE_LEVELS, RunNoise
 
 FIGURE_DIR = "figures"
@@ -96,10 +96,37 @@ def latent_map_figure(codes: np.ndarray, labels: np.ndarray | None = None) -> Fi
     return figure
 
 
+MANIFOLD_STEPS = 15  # latent_manifold.png: a 15 x 15 grid of 2-D codes
+MANIFOLD_EXTENT = 2.0  # from -2 to 2 standard deviations of the prior on each axis
+
+
+def samples_figure(generated: np.ndarray) -> Figure:
+    """Decoder outputs for draws from the prior, 8 to a row."""
+    return reconstructions_figure([("prior sample", generated)], per_row=8)
+
+
+def latent_manifold_figure(decode) -> Figure:
+    """The keras-io VAE figure: decoder outputs over a grid of the 2-D code space (z1 across,
+    z2 down from +extent to -extent)."""
+    axis = np.linspace(-MANIFOLD_EXTENT, MANIFOLD_EXTENT, MANIFOLD_STEPS, dtype=np.float32)
+    codes = np.array([[z1, z2] for z2 in axis[::-1] for z1 in axis], dtype=np.float32)
+    digits = np.asarray(decode(codes)).reshape(MANIFOLD_STEPS, MANIFOLD_STEPS, IMAGE_SIDE, IMAGE_SIDE)
+    picture = digits.transpose(0, 2, 1, 3).reshape(MANIFOLD_STEPS * IMAGE_SIDE, MANIFOLD_STEPS * IMAGE_SIDE)
+    figure = new_figure(7.0, 7.0)
+    ax = figure.subplots()
+    extent = (-MANIFOLD_EXTENT, MANIFOLD_EXTENT, -MANIFOLD_EXTENT, MANIFOLD_EXTENT)
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title("Decoder over the 2-D code space")
+    figure.tight_layout()
+    return figure
+
+
 def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.ndarray,
                       history: dict[str, list[float]], noise: RunNoise | None = None) -> list[str]:
     """Log figures/reconstructions.png, loss_curves.png, latent_map.png (and, for a denoising run,
-    denoise_levels.png); return their artifact paths. `inputs` are the test images the model was
+    denoise_levels.png; for a vae, samples.png and with code_size 2 latent_manifold.png); return their artifact paths. `inputs` are the test images the model was
     validated on (noisy when `noise` is given)."""
     sample = sample_indices(len(dataset.x_test), config.image_samples, config.seed)
     originals = dataset.x_test[sample]
@@ -121,6 +148,14 @@ def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.nd
             noisy = noise.at_level(dataset.x_test, level)[sample]
             level_rows += [(f"noise {level:g}", noisy), (f"denoised ({level:g})", model(noisy, training=False).numpy())]
         figures["denoise_levels.png"] = reconstructions_figure(level_rows)
+    if config.architecture == "vae":
+        from aetrack.tracking.callbacks import PRIOR_SAMPLES, prior_draws
+
+        decoder = decoder_of(model)
+        draws = prior_draws(PRIOR_SAMPLES, config.code_size, config.seed)  # the per-epoch `samples` draws
+        figures["samples.png"] = samples_figure(decoder(draws, training=False).numpy())
+        if config.code_size == 2:
+            figures["latent_manifold.png"] = latent_manifold_figure(lambda z: decoder(z, training=False).numpy())
     paths = []
     for name, figure in figures.items():
         path = f"{FIGURE_DIR}/{name}"

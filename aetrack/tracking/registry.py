@@ -38,7 +38,7 @@ def log_and_register(model, config, run_id: str, dataset_sha256: str, metrics: d
     or is interrupted, the versions this call created are deleted before the error propagates, so
     a failed run never leaves a half-registered model behind.
     """
-    logged = log_models(model, config.code_size)
+    logged = log_models(model, config.code_size, config.architecture)
     if not config.register:
         return {}
     return register_models(logged, config.model_prefix, run_id, version_tags(config, run_id, dataset_sha256, metrics))
@@ -51,17 +51,19 @@ def version_tags(config, run_id: str, dataset_sha256: str, metrics: dict[str, fl
         "entry_point": config.entry_point,
         "dataset_sha256": dataset_sha256,
         "code_size": str(config.code_size),
+        "architecture": config.architecture,
         **{k: repr(float(v)) for k, v in sorted(metrics.items())},
     }
 
 
-def log_models(model, code_size: int) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
-    """Log autoencoder, encoder and decoder to the active run as `runs:/<run id>/<part>`."""
+def log_models(model, code_size: int, architecture: str = "dense") -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821,E501
+    """Log autoencoder, encoder and decoder to the active run as `runs:/<run id>/<part>`: plain
+    Functional models for every architecture (a vae's training wrapper is never logged)."""
     import mlflow.keras
 
-    from aetrack.models import decoder_of, encoder_of
+    from aetrack.models import autoencoder_of, decoder_of, encoder_of
 
-    parts = {"autoencoder": model, "encoder": encoder_of(model), "decoder": decoder_of(model)}
+    parts = {"autoencoder": autoencoder_of(model), "encoder": encoder_of(model), "decoder": decoder_of(model)}
     requirements = pip_requirements()
     infos = {}
     for part, keras_model in parts.items():
@@ -72,7 +74,7 @@ def log_models(model, code_size: int) -> dict[str, "mlflow.models.model.ModelInf
             name=part,
             signature=signature_for(part, code_size),
             pip_requirements=requirements,
-            metadata={"aetrack.part": part, "code_size": code_size},
+            metadata={"aetrack.part": part, "code_size": code_size, "architecture": architecture},
         )
     return infos
 

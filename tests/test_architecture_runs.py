@@ -1,0 +1,175 @@
+"""Each architecture end to end on a few hundred real digits: the real `mlflow run` (metrics, step
+images, figures and registered versions read back from the store), and registered models loaded
+in a fresh process giving what the trained model gave in memory."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from aetrack.config import ARCHITECTURES
+from tests.helpers.processes import REPO, free_port, run_aetrack, stop_group, subprocess_env, wait_for_http
+
+pytestmark = pytest.mark.slow
+
+STEP_IMAGE = re.compile(r"^images/(?P<key>[^+]+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+\.png$")
+# Small, so conv stays quick on 2 CPU cores; the vae uses a 2-number code to get latent_manifold.png.
+CODE_SIZES = {"dense": 8, "conv": 8, "vae": 2}
+
+
+def step_images(client, run_id):
+    found = {}
+    for artifact in client.list_artifacts(run_id, "images"):
+        match = STEP_IMAGE.match(artifact.path)
+        if match:
+            found.setdefault(match["key"], set()).add(int(match["step"]))
+    return found
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch, real_mnist_small, architecture):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code_size = CODE_SIZES[architecture]
+    args = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "basic", "--env-manager", "local",
+            "--experiment-name", "aetrack", "-P", f"dataset={real_mnist_small}", "-P", "epochs=2",
+            "-P", "train_samples=256", "-P", "test_samples=32", "-P", f"code_size={code_size}",
+            "-P", f"architecture={architecture}", "-P", "image_samples=4", "-P", "model_prefix=arch"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=400, cwd=tmp_path, env=subprocess_env(uri))
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aetrack").experiment_id])
+    run_id = run.info.run_id
+    assert run.info.status == "FINISHED"
+    assert run.data.params["architecture"] == architecture
+    assert run.data.tags["aetrack.architecture"] == architecture
+    assert run.data.tags["mlflow.runName"].startswith(f"basic-{architecture}-")
+
+    per_epoch = ["loss", "val_loss"]
+    if architecture == "vae":
+        per_epoch += ["reconstruction_loss", "kl_loss", "val_reconstruction_loss", "val_kl_loss"]
+    history = {key: client.get_metric_history(run_id, key) for key in per_epoch}
+    for key, values in history.items():
+        assert [m.step for m in values] == [1, 2], key
+    if architecture == "vae":
+        assert all(m.value > 0 for m in history["kl_loss"] + history["val_kl_loss"])
+        # loss = reconstruction + kl_weight (1) * KL, epoch by epoch, as Keras reported them.
+        for total, rec, kl in zip(history["val_loss"], history["val_reconstruction_loss"], history["val_kl_loss"]):
+            assert total.value == pytest.approx(rec.value + kl.value, rel=1e-5)
+        # test_elbo (numpy, from the encoder's mean and log-variance) is the final val_loss (z = mean).
+        assert run.data.metrics["test_elbo"] == pytest.approx(history["val_loss"][-1].value, rel=1e-3)
+    else:
+        assert "kl_loss" not in run.data.metrics and "test_elbo" not in run.data.metrics
+    assert {"test_bce", "test_mse", "test_psnr", "test_ssim"} <= set(run.data.metrics)
+
+    images = step_images(client, run_id)
+    expected = {"reconstruction": {1, 2}, "latent_codes": {1, 2}}
+    if architecture == "vae":
+        expected["samples"] = {1, 2}
+    assert images == expected
+    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+    vae_figures = {"figures/samples.png", "figures/latent_manifold.png"}
+    assert (vae_figures <= figures) == (architecture == "vae") and figures & vae_figures in (set(), vae_figures)
+
+    for part in ("autoencoder", "encoder", "decoder"):
+        version = client.get_model_version(f"arch-{part}", "1")
+        assert version.tags["architecture"] == architecture and version.run_id == run_id
+        assert float(version.tags["test_bce"]) == pytest.approx(run.data.metrics["test_bce"])
+    # The champion alias works the same for every architecture (`promote --if-better`).
+    import mlflow
+
+    from aetrack.tracking.registry import promote
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        promoted = promote("arch-autoencoder", if_better=True)
+    finally:
+        mlflow.set_registry_uri("")
+    assert promoted.moved and str(promoted.version) == "1"
+    assert str(client.get_model_version_by_alias("arch-autoencoder", "champion").version) == "1"
+
+
+_LOAD_IN_A_FRESH_PROCESS = """
+import json, sys
+import numpy as np
+import aetrack
+from aetrack.use import sample
+prefix, images, out = sys.argv[1:4]
+x = np.load(images)
+np.savez(out,
+         autoencoder=aetrack.load_model(f"models:/{prefix}-autoencoder/1").predict(x, verbose=0),
+         encoder=aetrack.load_model(f"models:/{prefix}-encoder/1").predict(x, verbose=0),
+         samples=sample(f"models:/{prefix}-decoder@candidate", out + ".samples.npy", count=5, seed=3))
+print(json.dumps(sorted(sys.modules.keys() & {"aetrack.models.vae"})))
+"""
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_registered_models_load_in_a_fresh_process_as_trained(tracking, tmp_path, real_mnist_small, architecture):
+    from aetrack.config import TrainConfig
+    from aetrack.data import load_dataset
+    from aetrack.models import decoder_of, encoder_of
+    from aetrack.train import train
+
+    code_size = CODE_SIZES[architecture]
+    result = train(TrainConfig(architecture=architecture, dataset=str(real_mnist_small), epochs=1, train_samples=256,
+                               test_samples=32, code_size=code_size, image_every=0, model_prefix=architecture))
+    x = load_dataset(str(real_mnist_small), 1, 16).x_test
+    np.save(tmp_path / "x.npy", x)
+    child = subprocess.run([sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS, architecture, str(tmp_path / "x.npy"),
+                            str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=300,
+                           env=subprocess_env(tracking), cwd=tmp_path)
+    assert child.returncode == 0, child.stderr[-3000:]
+    # Loading never needed aetrack's vae training code: the logged models are plain Keras layers.
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == []
+    loaded = np.load(tmp_path / "out.npz")
+    model = result.model
+    np.testing.assert_allclose(loaded["autoencoder"], model(x, training=False).numpy(), atol=1e-5)
+    np.testing.assert_allclose(loaded["encoder"], encoder_of(model)(x, training=False).numpy(), atol=1e-5)
+    codes = np.random.default_rng(3).standard_normal((5, code_size)).astype(np.float32)
+    np.testing.assert_allclose(loaded["samples"], decoder_of(model)(codes, training=False).numpy(), atol=1e-5)
+    assert loaded["autoencoder"].shape == (16, 784) and loaded["encoder"].shape == (16, code_size)
+    if architecture == "vae":
+        _check_sample_command(tracking, tmp_path)
+        served = _serve_and_ask(tracking, tmp_path, "models:/vae-autoencoder/1", x[:4])
+        np.testing.assert_allclose(served, model(x[:4], training=False).numpy(), atol=1e-5)
+
+
+def _serve_and_ask(uri, tmp_path, model_uri, x):
+    """Start a real `mlflow models serve` for `model_uri` on 127.0.0.1, post `x`, return its answer."""
+    import urllib.request
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w+")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                              env=subprocess_env(uri), cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, 180, log)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps({"inputs": x.tolist()}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return np.asarray(json.loads(response.read())["predictions"], dtype=np.float32)
+    finally:
+        stop_group(server)
+        log.close()
+
+
+def _check_sample_command(uri, tmp_path):
+    """`aetrack sample` from the registered vae decoder: a PNG grid of 20 images, 8 to a row."""
+    from PIL import Image
+
+    out = run_aetrack("sample", "--model", "models:/vae-decoder/1", "--count", "20", "--seed", "1",
+                      "--output", tmp_path / "grid.png", uri=uri, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "wrote 20 sampled images" in out.stdout
+    with Image.open(tmp_path / "grid.png") as grid:
+        pixels = np.asarray(grid)
+    assert pixels.shape == (3 * 30 + 2, 8 * 30 + 2)  # 3 rows of 28-pixel tiles, 2-pixel separators
+    assert pixels[2:30, 2:30].std() > 0  # a decoded image, not a blank tile
