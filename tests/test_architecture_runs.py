@@ -85,10 +85,13 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    # Set in-process too: an earlier test's mlflow.set_tracking_uri("") would win over the variable.
+    mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         promoted = promote("arch-autoencoder", if_better=True)
     finally:
+        mlflow.set_tracking_uri("")
         mlflow.set_registry_uri("")
     assert promoted.moved and str(promoted.version) == "1"
     assert str(client.get_model_version_by_alias("arch-autoencoder", "champion").version) == "1"
