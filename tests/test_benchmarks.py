@@ -76,7 +76,7 @@ def test_end_to_end_tiny(tiny_npz):
     assert figure(out, "peak_rss_mib") > 100  # a TensorFlow process, not the small mlflow CLI alone
     phases = {name: (float(seconds), int(share))
               for name, seconds, share in re.findall(rf"^(.+?) +{NUMBER} +(\d+)%$", out, re.MULTILINE)}
-    assert {"import tensorflow", "load data", "fit", "evaluate", "log and register models"} <= set(phases)
+    assert {"import tensorflow", "load data", "fit", "evaluate", "log models", "register models"} <= set(phases)
     # The phases account for the phase run: no phase counted twice (the sum would exceed the run),
     # none missing beyond the short untimed setup between imports and train(); each share is its
     # seconds over the run (printed rounded, to 0.01 s and 1%).
