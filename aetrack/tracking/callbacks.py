@@ -1,7 +1,8 @@
 """Keras callbacks that own aetrack's per-epoch MLflow I/O and nothing else.
 
-Steps are 1-based epoch numbers (step 1 is the end of the first epoch), matching Keras' own
-"Epoch 1/10" and the tutorial's loss table.
+Step k is the state after k epochs (step 1 is the end of the first epoch), matching Keras' own
+"Epoch 1/10" and the tutorial's loss table. Images are also logged at step 0, the untrained model,
+because the MLflow UI's image grid opens every card at step 0.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class MetricsLogger(keras.callbacks.Callback):
 
 
 class ReconstructionImageLogger(keras.callbacks.Callback):
-    """Every `every` epochs, logs two step images of a fixed sample of test images:
+    """Before training (step 0) and every `every` epochs, logs two step images of a fixed sample of test images:
     `reconstruction` (inputs over outputs, and the clean originals below when the inputs are
     noisy) and `latent_codes` (each sample's code as a small image, on a colour scale fixed at the
     first logged epoch). Grids are built in numpy from `model(x, training=False)`: no `predict`,
@@ -71,24 +72,46 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         self.every = every
         self.noisy_inputs = noisy_inputs
         self.code_scale: float | None = None  # fixed at the first logged epoch
+        self._untrained_codes: np.ndarray | None = None  # step 0's codes, drawn once the scale is known
+
+    def on_train_begin(self, logs=None):
+        if self.every <= 0:
+            return
+        outputs, codes = self._outputs_and_codes()
+        self._log_reconstruction(outputs, step=0)
+        # The code colour scale is fixed at the first trained epoch (untrained codes are far
+        # smaller): step 0's codes wait until then, so every latent_codes frame shares one scale.
+        self._untrained_codes = codes
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
         if self.every <= 0 or step % self.every:
             return
-        outputs = self.model(self.inputs, training=False).numpy()
-        codes = encoder_of(self.model)(self.inputs, training=False).numpy()
-        if self.noisy_inputs:
-            grid = images.denoise_grid(self.inputs, outputs, self.originals)
-        else:
-            grid = images.reconstruction_grid(self.originals, outputs)
+        outputs, codes = self._outputs_and_codes()
+        self._log_reconstruction(outputs, step)
         if self.code_scale is None:
             self.code_scale = images.code_scale(codes)
             # Say what white means, once, so a reader of the images can read the codes' values.
             self.client.set_tag(self.run_id, "aetrack.latent_codes_white", f"{self.code_scale:.6g}")
-        # synchronous: the images are in the store when the epoch ends (no background thread
-        # competing with training, nothing lost if the run then fails).
+            if self._untrained_codes is not None:
+                self._log_codes(self._untrained_codes, step=0)
+        self._log_codes(codes, step)
+
+    def _outputs_and_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        outputs = self.model(self.inputs, training=False).numpy()
+        codes = encoder_of(self.model)(self.inputs, training=False).numpy()
+        return outputs, codes
+
+    # Images are logged synchronously: they are in the store when the epoch ends (no background
+    # thread competing with training, nothing lost if the run then fails).
+    def _log_reconstruction(self, outputs: np.ndarray, step: int) -> None:
+        if self.noisy_inputs:
+            grid = images.denoise_grid(self.inputs, outputs, self.originals)
+        else:
+            grid = images.reconstruction_grid(self.originals, outputs)
         self.client.log_image(self.run_id, grid, key="reconstruction", step=step, synchronous=True)
+
+    def _log_codes(self, codes: np.ndarray, step: int) -> None:
         self.client.log_image(
             self.run_id, images.latent_codes_grid(codes, self.code_scale), key="latent_codes",
             step=step, synchronous=True,
