@@ -7,6 +7,7 @@ that turns errors and signals into one line on stderr and an exit code.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     context = None
     try:
         with cli.make_context("aetrack", args) as context:
+            quiet_tensorflow(debug=context.params.get("debug", False))
             cli.invoke(context)
         code = EXIT_OK
     except click.exceptions.Exit as exc:  # --help, --version
@@ -63,6 +65,18 @@ def main(argv: list[str] | None = None) -> None:
         message, code = describe(exc)
         code = _fail(message, code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# TensorFlow's C++ start-up lines (oneDNN, CUDA, CPU features) are INFO and WARNING messages;
+# level 2 keeps errors only. Read once, when TensorFlow loads, so it must be set before that.
+TF_LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+QUIET_TF_LOG_LEVEL = "2"
+
+
+def quiet_tensorflow(debug: bool) -> None:
+    """Keep TensorFlow's start-up lines off the terminal unless `--debug` or the user set the level."""
+    if not debug:
+        os.environ.setdefault(TF_LOG_LEVEL_VARIABLE, QUIET_TF_LOG_LEVEL)
 
 
 def _fail(message: str, code: int) -> int:
