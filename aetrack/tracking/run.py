@@ -24,8 +24,12 @@ PROBE_TIMEOUT_S = 5.0
 
 
 @contextmanager
-def tracked_run(experiment_name: str) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
-    """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED."""
+def tracked_run(experiment_name: str, system_metrics: bool = False) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
+    """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED.
+
+    With `system_metrics`, MLflow samples CPU, memory (and GPU) use into `system/*` metrics while
+    the run is open (every 10 s; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL changes it).
+    """
     import mlflow
     from mlflow.entities import RunStatus
 
@@ -36,7 +40,7 @@ def tracked_run(experiment_name: str) -> Iterator["mlflow.ActiveRun"]:  # noqa: 
         mlflow.set_experiment(experiment_id=experiment_id)
     else:
         mlflow.set_experiment(experiment_name)
-    run = mlflow.start_run()
+    run = mlflow.start_run(log_system_metrics=True if system_metrics else None)  # None: MLflow's env var decides
     try:
         with _signals(_raise_interrupted):
             yield run
