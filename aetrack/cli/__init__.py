@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-# TensorFlow's C++ start-up lines (oneDNN, CUDA, CPU features) are INFO and WARNING messages;
-# level 2 keeps errors only. Read once, when TensorFlow loads, so it must be set before that.
+# TensorFlow's C++ start-up lines: oneDNN and CPU-feature notices (INFO), and on a machine with CUDA
+# libraries but no GPU, "failed call to cuInit" (ERROR). Level 3 keeps them all out; Python errors
+# still surface. Read once, when TensorFlow loads, so it must be set before that.
 TF_LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
-QUIET_TF_LOG_LEVEL = "2"
+QUIET_TF_LOG_LEVEL = "3"
 
 
 def quiet_tensorflow(debug: bool) -> None:
