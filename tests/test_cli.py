@@ -47,7 +47,7 @@ TF_STARTUP_MARKERS = ("oneDNN", "cpu_feature_guard", "tensorflow/core/", "absl::
 def test_tensorflow_start_up_lines_are_off_unless_debug_or_set(monkeypatch):
     import os
 
-    from aetrack.cli import QUIET_TF_LOG_LEVEL, TF_LOG_LEVEL_VARIABLE, quiet_tensorflow
+    from aetrack.quiet import QUIET_TF_LOG_LEVEL, TF_LOG_LEVEL_VARIABLE, quiet_tensorflow
 
     monkeypatch.delenv(TF_LOG_LEVEL_VARIABLE, raising=False)
     quiet_tensorflow(debug=True)
@@ -57,6 +57,7 @@ def test_tensorflow_start_up_lines_are_off_unless_debug_or_set(monkeypatch):
     monkeypatch.setenv(TF_LOG_LEVEL_VARIABLE, "0")  # the user's choice stands
     quiet_tensorflow(debug=False)
     assert os.environ[TF_LOG_LEVEL_VARIABLE] == "0"
+    quiet_tensorflow(debug=True)  # leave this process as the other tests expect it
 
 
 @pytest.mark.slow
@@ -79,3 +80,7 @@ def test_a_normal_run_prints_no_tensorflow_start_up_line(tmp_path, tiny_npz):
     noisy = [line for line in (out.stdout + out.stderr).splitlines()
              if any(marker in line for marker in TF_STARTUP_MARKERS)]
     assert noisy == []
+    # The same without the fix shows them (so this test can fail): TensorFlow loaded plainly.
+    plain = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"],
+                           capture_output=True, text=True, timeout=240, env=env)
+    assert [line for line in plain.stderr.splitlines() if any(m in line for m in TF_STARTUP_MARKERS)]

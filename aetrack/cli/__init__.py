@@ -7,7 +7,6 @@ that turns errors and signals into one line on stderr and an exit code.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import traceback
@@ -19,6 +18,7 @@ from aetrack.cli.models import MODEL_COMMANDS
 from aetrack.cli.runs import RUN_COMMANDS
 from aetrack.cli.train import train
 from aetrack.errors import EXIT_OK, EXIT_USAGE, Interrupted, describe
+from aetrack.quiet import quiet_tensorflow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -65,19 +65,6 @@ def main(argv: list[str] | None = None) -> None:
         message, code = describe(exc)
         code = _fail(message, code)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-# TensorFlow's C++ start-up lines: oneDNN and CPU-feature notices (INFO), and on a machine with CUDA
-# libraries but no GPU, "failed call to cuInit" (ERROR). Level 3 keeps them all out; Python errors
-# still surface. Read once, when TensorFlow loads, so it must be set before that.
-TF_LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
-QUIET_TF_LOG_LEVEL = "3"
-
-
-def quiet_tensorflow(debug: bool) -> None:
-    """Keep TensorFlow's start-up lines off the terminal unless `--debug` or the user set the level."""
-    if not debug:
-        os.environ.setdefault(TF_LOG_LEVEL_VARIABLE, QUIET_TF_LOG_LEVEL)
 
 
 def _fail(message: str, code: int) -> int:
