@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import DEFAULT_DATA, child_env, machine_lines, tracking_store
+from harness import DEFAULT_DATA, child_env, free_port, machine_lines, stop_group, tracking_store
 
 STARTUP_SECONDS = 300
 BATCHES = (1, 256)
@@ -81,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
                     figures[label][f"p90_ms_{n}"] = statistics.quantiles(values, n=10)[-1]
         finally:
             for process, _, _ in servers.values():
-                stop(process)
+                stop_group(process)
 
     print(f"\n{'model logged as':<32} {'p50 1 img':>10} {'p90 1 img':>10} {'p50 256':>10} {'p90 256':>10}  predict stdout JSON")
     for label, f in figures.items():
@@ -109,9 +106,7 @@ def predict_stdout_is_json(model_uri: str, uri: str, root: Path, images) -> bool
 
 
 def start_server(model_uri: str, uri: str, root: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(root / f"serve-{port}.log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
@@ -144,17 +139,6 @@ def post(connection: http.client.HTTPConnection, body: bytes) -> dict:
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}: {data[:300]!r}")
     return json.loads(data)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop the server's process group (uvicorn and its worker) by the server's pid."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 if __name__ == "__main__":

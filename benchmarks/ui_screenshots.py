@@ -9,17 +9,14 @@ A manual check (look at the PNGs), not a test: CI machines need not have Chromiu
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from harness import DEFAULT_DATA, child_env, tracking_store
+from harness import DEFAULT_DATA, child_env, free_port, stop_group, tracking_store
 
 STARTUP_SECONDS = 120
 
@@ -45,7 +42,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                                      code_size=code_size, register=False)) for code_size in (16, 64)]
         experiment = results[0].experiment_id
         model_id = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")[0].model_id
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
              "--port", str(port), "--workers", "1"],
@@ -76,20 +73,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 shots.append(path)
                 print(f"{name}: {path}  ({url})", flush=True)
         finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait()
+            stop_group(server)
     return shots
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(url: str, server: subprocess.Popen) -> None:

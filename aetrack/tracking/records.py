@@ -7,7 +7,6 @@ MLflow is imported inside the functions, like the rest of tracking/.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 from aetrack.data import Dataset
