@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="Keras-layout mnist.npz")
     parser.add_argument("--requests", type=int, default=200, help="requests per server and batch size")
     parser.add_argument("--train-samples", type=int, default=2000)
+    parser.add_argument("--test-samples", type=int, default=256, help="test images (repeated to fill a 256 batch)")
     args = parser.parse_args(argv)
 
     import mlflow
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print("\n".join(machine_lines()))
     with tracking_store() as (uri, root):
-        config = TrainConfig(epochs=1, train_samples=args.train_samples, test_samples=256, dataset=args.data,
+        config = TrainConfig(epochs=1, train_samples=args.train_samples, test_samples=args.test_samples, dataset=args.data,
                              image_every=0, model_prefix="bench")
         result = train(config)
         # Today's MLflow default for the same weights: the Keras flavor's own pyfunc (model.predict).
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
                                    pip_requirements=pip_requirements(), registered_model_name="bench-predict-autoencoder")
         models = {"aetrack (direct call)": "models:/bench-autoencoder/1",
                   "mlflow.keras default (predict)": "models:/bench-predict-autoencoder/1"}
-        images = load_dataset(args.data, 1, 256).x_test
+        images = np.resize(load_dataset(args.data, 1, args.test_samples).x_test, (max(BATCHES), 784))
         payloads = {n: json.dumps({"inputs": images[:n].tolist()}).encode() for n in BATCHES}
 
         figures: dict[str, dict] = {}

@@ -85,3 +85,17 @@ def test_end_to_end_tiny(tiny_npz):
     assert total - max(0.05 * total, 0.3) <= summed <= total + 0.01 * len(phases) + 0.05, (summed, total)
     for seconds, share in phases.values():
         assert share == pytest.approx(100 * seconds / total, abs=1)
+
+
+def test_serving_tiny(tiny_npz):
+    import json
+
+    out = run_script("serving.py", "--data", tiny_npz, "--requests", 3, "--train-samples", 128,
+                     "--test-samples", 16, timeout=600)
+    result = json.loads(re.search(r"^RESULT (.*)$", out, re.MULTILINE).group(1))
+    assert set(result) == {"aetrack (direct call)", "mlflow.keras default (predict)"}
+    for figures in result.values():
+        assert 0 < figures["p50_ms_1"] <= figures["p90_ms_1"] and 0 < figures["p50_ms_256"] <= figures["p90_ms_256"]
+    # aetrack's pyfunc prints only JSON on stdout; the Keras flavor's progress bars break it.
+    assert result["aetrack (direct call)"]["predict_stdout_is_json"] is True
+    assert result["mlflow.keras default (predict)"]["predict_stdout_is_json"] is False
