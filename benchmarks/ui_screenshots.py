@@ -38,9 +38,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
     from aetrack.train import train
 
     with tracking_store(args.workdir) as (uri, root):
-        results = [train(TrainConfig(epochs=3, train_samples=1000, test_samples=100, dataset=args.data,
-                                     code_size=code_size, register=False)) for code_size in (16, 64)]
-        experiment = results[0].experiment_id
+        existing = mlflow.get_experiment_by_name("aetrack")
+        runs = mlflow.search_runs([existing.experiment_id], output_format="list") if existing else []
+        if len(runs) < 2:  # a --workdir from an earlier call keeps its runs: shoot them again
+            for code_size in (16, 64):
+                train(TrainConfig(epochs=3, train_samples=1000, test_samples=100, dataset=args.data,
+                                  code_size=code_size, register=False))
+            runs = mlflow.search_runs([mlflow.get_experiment_by_name("aetrack").experiment_id], output_format="list")
+        experiment, run_id = runs[0].info.experiment_id, runs[0].info.run_id
         model_id = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")[0].model_id
         port = free_port()
         server = subprocess.Popen(
@@ -53,8 +58,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
         pages = {
             "runs_table": f"{base}/#/experiments/{experiment}/runs",
             "chart_view": f"{base}/#/experiments/{experiment}/runs?compareRunsMode=CHART",
-            "run_page": f"{base}/#/experiments/{experiment}/runs/{results[1].run_id}",
-            "run_model_metrics": f"{base}/#/experiments/{experiment}/runs/{results[1].run_id}/model-metrics",
+            "run_page": f"{base}/#/experiments/{experiment}/runs/{run_id}",
+            "run_model_metrics": f"{base}/#/experiments/{experiment}/runs/{run_id}/model-metrics",
             "logged_model": f"{base}/#/experiments/{experiment}/models/{model_id}",
         }
         shots = []
