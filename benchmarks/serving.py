@@ -60,16 +60,16 @@ def main(argv: list[str] | None = None) -> dict:
             figures[label] = {"predict_stdout_is_json": predict_stdout_is_json(model_uri, uri, root, images[:3])}
         servers = {label: start_server(model_uri, uri, root) for label, model_uri in models.items()}
         try:
-            connections = {label: wait_ready(*server) for label, server in servers.items()}
+            ports = {label: wait_ready(*server) for label, server in servers.items()}
             for n in BATCHES:
                 times: dict[str, list[float]] = {label: [] for label in servers}
-                for label, connection in connections.items():  # warm-up, not counted
-                    post(connection, payloads[n])
+                for label, port in ports.items():  # warm-up, not counted
+                    post(port, payloads[n])
                 for i in range(args.requests):
-                    order = list(connections) if i % 2 == 0 else list(reversed(connections))
+                    order = list(ports) if i % 2 == 0 else list(reversed(ports))
                     for label in order:
                         started = time.perf_counter()
-                        answer = post(connections[label], payloads[n])
+                        answer = post(ports[label], payloads[n])
                         times[label].append((time.perf_counter() - started) * 1000)
                         if i == 0:
                             shape = np.asarray(answer["predictions"]).shape
@@ -117,7 +117,7 @@ def start_server(model_uri: str, uri: str, root: Path):
     return process, port, log
 
 
-def wait_ready(process: subprocess.Popen, port: int, log) -> http.client.HTTPConnection:
+def wait_ready(process: subprocess.Popen, port: int, log) -> int:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -126,17 +126,24 @@ def wait_ready(process: subprocess.Popen, port: int, log) -> http.client.HTTPCon
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             connection.request("GET", "/ping")
-            if connection.getresponse().read() is not None:
-                return connection
+            connection.getresponse().read()
+            connection.close()
+            return port
         except OSError:
             time.sleep(0.5)
     raise RuntimeError(f"server on port {port} not ready after {STARTUP_SECONDS}s")
 
 
-def post(connection: http.client.HTTPConnection, body: bytes) -> dict:
-    connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
-    response = connection.getresponse()
-    data = response.read()
+def post(port: int, body: bytes) -> dict:
+    """One request on a new loopback connection (the server drops idle a new connection per request
+    after 5 s, which a busy machine reaches between requests)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}: {data[:300]!r}")
     return json.loads(data)
