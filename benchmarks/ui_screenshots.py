@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--out", required=True, help="folder for the PNGs")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="Keras-layout mnist.npz")
     parser.add_argument("--browser", default=shutil.which("chromium") or "chromium")
-    parser.add_argument("--wait-ms", type=int, default=20000, help="how long each page renders before its shot")
+    parser.add_argument("--wait-ms", type=int, default=15000, help="virtual ms each page runs before its shot")
     parser.add_argument("--workdir", default=None, help="keep the store here (default: a temp dir)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
@@ -67,14 +67,19 @@ def main(argv: list[str] | None = None) -> list[Path]:
             _wait_for(f"{base}/health", server)
             for name, url in pages.items():
                 path = out / f"{name}.png"
-                # --timeout: take the shot after that many ms whatever the page still loads (the UI
-                # polls its server, so the page never goes idle).
-                subprocess.run(
-                    [args.browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--hide-scrollbars", "--no-first-run", f"--user-data-dir={root / 'chromium'}",
-                     f"--screenshot={path}", "--window-size=1600,1100", f"--timeout={args.wait_ms}", url],
-                    check=True, capture_output=True, timeout=300,
-                )
+                # Virtual time: the shot is taken after the page has run `--wait-ms` of its own
+                # timers and requests, however slow the machine is in real time.
+                try:
+                    subprocess.run(
+                        [args.browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--hide-scrollbars", "--no-first-run", f"--user-data-dir={root / 'chromium'}",
+                         "--run-all-compositor-stages-before-draw", f"--virtual-time-budget={args.wait_ms}",
+                         f"--screenshot={path}", "--window-size=1600,1400", url],
+                        check=True, capture_output=True, timeout=300,
+                    )
+                except subprocess.TimeoutExpired:
+                    print(f"{name}: no screenshot within 300 s", flush=True)
+                    continue
                 shots.append(path)
                 print(f"{name}: {path}  ({url})", flush=True)
         finally:
