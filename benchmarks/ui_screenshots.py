@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             "chart_view": f"{base}/#/experiments/{experiment}/runs?compareRunsMode=CHART",
             "run_page": f"{base}/#/experiments/{experiment}/runs/{run_id}",
             "run_model_metrics": f"{base}/#/experiments/{experiment}/runs/{run_id}/model-metrics",
+            "logged_models": f"{base}/#/experiments/{experiment}/models",
             "logged_model": f"{base}/#/experiments/{experiment}/models/{model_id}",
         }
         shots = []
