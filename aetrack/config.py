@@ -129,6 +129,9 @@ class TrainConfig:
     model_prefix: str = _param(
         "", "Registered model name prefix; empty means aetrack-<entry point>.", _model_prefix
     )
+    system_metrics: bool = _param(
+        False, "Log CPU, memory and GPU use as MLflow system metrics (psutil; costs a little fit time)."
+    )
     # 200: about 0.7x the fit time of 1 on 2 CPU cores, identical losses (benchmarks/RESULTS.md).
     steps_per_execution: int = _param(
         200, "Training steps per compiled call (same math, less Python overhead).", _int_range(1, 10_000)

@@ -31,6 +31,9 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     sha256: str  # of the arrays actually used, so runs on different data never look alike
+    source: str = ""  # where the arrays came from: the .npz's absolute path or Keras' download URL
+    train_sha256: str = ""  # of x_train and y_train as used (the MLflow `training` dataset's digest)
+    test_sha256: str = ""  # of x_test and y_test as used (the `evaluation` dataset's digest)
 
 
 def load_dataset(
@@ -53,17 +56,35 @@ def load_dataset(
     note = f" after exclude_digits={','.join(map(str, exclude_digits))}" if exclude_digits else ""
     x_train, y_train = _first(x_train, y_train, train_samples, "train_samples", "training", spec, note)
     x_test, y_test = _first(arrays["x_test"], arrays["y_test"], test_samples, "test_samples", "test", spec)
-    digest = hashlib.sha256()
-    for array in (x_train, y_train, x_test, y_test):
-        digest.update(np.ascontiguousarray(array).tobytes())
     return Dataset(
         name=name,
         x_train=flatten(x_train),
         y_train=y_train.astype(np.int64),
         x_test=flatten(x_test),
         y_test=y_test.astype(np.int64),
-        sha256=digest.hexdigest(),
+        sha256=_sha256(x_train, y_train, x_test, y_test),
+        source=_source(spec),
+        train_sha256=_sha256(x_train, y_train),
+        test_sha256=_sha256(x_test, y_test),
     )
+
+
+def _sha256(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+# Where `keras.datasets.<name>.load_data()` downloads from (keras/src/datasets/*.py).
+KERAS_ORIGINS = {
+    "mnist": "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+    "fashion_mnist": "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+}
+
+
+def _source(spec: str) -> str:
+    return KERAS_ORIGINS[spec] if spec in KNOWN_DATASETS else os.path.abspath(spec)
 
 
 def dataset_for(config: TrainConfig) -> Dataset:

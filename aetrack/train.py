@@ -22,7 +22,8 @@ from aetrack.models import build_autoencoder, compile_autoencoder, copy_weights,
 from aetrack.noise import RunNoise
 from aetrack.tracking.callbacks import MetricsLogger, image_loggers
 from aetrack.tracking.plots import log_final_figures
-from aetrack.tracking.registry import log_and_register
+from aetrack.tracking.records import describe_model, record_run_inputs
+from aetrack.tracking.registry import log_models, register_run_models
 from aetrack.tracking.run import check_tracking_store, describe_run, tracked_run
 from aetrack.use import load_init_model
 
@@ -71,11 +72,12 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
 
     client = MlflowClient()
     noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
-    with tracked_run(config.experiment_name, parent_run_id) as run:
+    with tracked_run(config.experiment_name, parent_run_id, config.system_metrics) as run:
         run_id = run.info.run_id
         run_name = run_name_for(config, dataset)
         with phase("describe run"):
             describe_run(client, run_id, config.params(), {**run_tags(config, dataset, run_name), **(tags or {})})
+            datasets = record_run_inputs(client, run_id, config, dataset, run_name)
         with phase("build model"):
             # Seed after the run starts: MLflow draws a random run name from Python's `random` when
             # not under `mlflow run`, which would otherwise change the weights for the same seed.
@@ -83,6 +85,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
             with distribution_scope(config) as devices:
                 model = build_model(config, init_model)
             client.set_tag(run_id, "aetrack.devices", ",".join(devices))
+            describe_model(client, run_id, model)
             arrays = training_arrays(dataset, noise)
         with phase("fit"):
             history = fit(model, arrays, config, client, run_id, callbacks)
@@ -90,11 +93,14 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
             metrics = final_metrics(lambda x: model(x, training=False).numpy(), dataset.x_test, arrays.x_val,
                                     dataset.y_test, noise, config.excluded_digits)
             metrics.update(elbo_metrics(model, arrays))
-            mlflow.log_metrics(metrics, step=config.epochs)
+        with phase("log models"):
+            logged = log_models(model, config, dataset)
+            # After the models, at their step: MLflow then links each metric, with its dataset, to them.
+            mlflow.log_metrics(metrics, step=config.epochs, dataset=datasets.evaluation)
         with phase("figures"):
             log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
-        with phase("log and register models"):
-            versions = log_and_register(model, config, run_id, dataset.sha256, metrics)  # last: only after success
+        with phase("register models"):
+            versions = register_run_models(logged, config, run_id, dataset, metrics, run_name)  # last: only after success
     result = TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
     print(summary(result, mlflow.get_tracking_uri()), flush=True)
     return result

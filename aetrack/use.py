@@ -70,6 +70,9 @@ def load_model(uri: str, option: str = "--model"):
     becomes one ModelError naming `option`.
     """
     check_model_spec(uri, option)
+    from aetrack.quiet import load_tensorflow
+
+    load_tensorflow()  # quietly under the CLI (see aetrack/quiet.py)
     import keras
 
     try:

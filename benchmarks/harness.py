@@ -7,6 +7,8 @@ import contextlib
 import datetime
 import os
 import platform
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -164,3 +166,21 @@ def machine_lines() -> list[str]:
         f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {load:.2f}",
         f"python {platform.python_version()}, " + ", ".join(versions),
     ]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the OS picked it and it was released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a server started with start_new_session=True (it and its workers) by its pid."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -38,3 +38,49 @@ def test_cli_trains_and_tracks(tmp_path, tiny_npz):
     assert runs[0].info.run_id in out.stdout
     assert runs[0].data.params["train_samples"] == "128"
     assert len(client.get_metric_history(runs[0].info.run_id, "val_loss")) == 2
+
+
+# Markers of TensorFlow's C++ start-up lines (oneDNN, CPU features, CUDA probing, absl).
+TF_STARTUP_MARKERS = ("oneDNN", "cpu_feature_guard", "tensorflow/core/", "absl::InitializeLog", "cuda")
+
+
+def test_tensorflow_start_up_lines_are_off_unless_debug_or_set(monkeypatch):
+    import os
+
+    from aetrack.quiet import QUIET_TF_LOG_LEVEL, TF_LOG_LEVEL_VARIABLE, quiet_tensorflow
+
+    monkeypatch.delenv(TF_LOG_LEVEL_VARIABLE, raising=False)
+    quiet_tensorflow(debug=True)
+    assert TF_LOG_LEVEL_VARIABLE not in os.environ
+    quiet_tensorflow(debug=False)
+    assert os.environ[TF_LOG_LEVEL_VARIABLE] == QUIET_TF_LOG_LEVEL
+    monkeypatch.setenv(TF_LOG_LEVEL_VARIABLE, "0")  # the user's choice stands
+    quiet_tensorflow(debug=False)
+    assert os.environ[TF_LOG_LEVEL_VARIABLE] == "0"
+    quiet_tensorflow(debug=True)  # leave this process as the other tests expect it
+
+
+@pytest.mark.slow
+def test_a_normal_run_prints_no_tensorflow_start_up_line(tmp_path, tiny_npz):
+    import subprocess
+    import sys
+
+    from tests.helpers.processes import subprocess_env
+
+    env = subprocess_env(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env.pop("TF_CPP_MIN_LOG_LEVEL")  # as a user's shell has it
+    out = subprocess.run(
+        [sys.executable, "-m", "aetrack", "train", "basic", "--epochs", "1", "--train-samples", "64",
+         "--test-samples", "8", "--code-size", "4", "--image-every", "0", "--dataset", str(tiny_npz),
+         "--register", "false"],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "aetrack: run finished" in out.stdout
+    noisy = [line for line in (out.stdout + out.stderr).splitlines()
+             if any(marker in line for marker in TF_STARTUP_MARKERS)]
+    assert noisy == []
+    # The same without the fix shows them (so this test can fail): TensorFlow loaded plainly.
+    plain = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"],
+                           capture_output=True, text=True, timeout=240, env=env)
+    assert [line for line in plain.stderr.splitlines() if any(m in line for m in TF_STARTUP_MARKERS)]

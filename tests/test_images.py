@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -11,7 +12,7 @@ from PIL import Image
 from aetrack import images
 from aetrack.data import load_dataset
 from aetrack.noise import add_noise
-from aetrack.train import train
+from aetrack.train import build_model, train
 
 PAD = images.PAD
 SIDE = 28
@@ -129,7 +130,8 @@ def test_basic_images_every_epoch_show_inputs_and_model_outputs(basic_run, tmp_p
     assert (config.epochs, config.image_samples, config.image_every) == (3, 5, 1)
     logged = step_images(result.run_id)
     assert set(logged) == {"reconstruction", "latent_codes"}
-    assert sorted(logged["reconstruction"]) == [1, 2, 3] and sorted(logged["latent_codes"]) == [1, 2, 3]
+    # Step 0 is the untrained model (the UI's image grid opens at step 0), then one per epoch.
+    assert sorted(logged["reconstruction"]) == [0, 1, 2, 3] and sorted(logged["latent_codes"]) == [0, 1, 2, 3]
 
     data = load_dataset(config.dataset, config.train_samples, config.test_samples)
     sample = images.sample_indices(config.test_samples, 5, config.seed)
@@ -161,12 +163,25 @@ def test_basic_images_every_epoch_show_inputs_and_model_outputs(basic_run, tmp_p
         expected = np.rint(np.clip(codes[i].reshape(4, 4) / scale, 0, 1) * 255)
         assert np.abs(tile(latent, i // 2, i % 2, h, w)[::zoom, ::zoom] - expected).max() <= 1
 
+    # Step 0: the untrained model (same seed, same initial weights), codes on the same fixed scale.
+    keras.utils.set_random_seed(config.seed)
+    untrained = build_model(config)
+    before = read_png(result.run_id, logged["reconstruction"][0], tmp_path)
+    untrained_outputs = untrained(data.x_test[sample], training=False).numpy()
+    untrained_codes = untrained.get_layer("encoder")(data.x_test[sample], training=False).numpy()
+    latent0 = read_png(result.run_id, logged["latent_codes"][0], tmp_path)
+    for c in range(5):
+        diff = tile(before, 1, c, SIDE, SIDE).astype(int) - np.rint(untrained_outputs[c].reshape(28, 28) * 255)
+        assert np.abs(diff).max() <= 1
+        expected = np.rint(np.clip(untrained_codes[c].reshape(4, 4) / scale, 0, 1) * 255)
+        assert np.abs(tile(latent0, c // 2, c % 2, h, w)[::zoom, ::zoom] - expected).max() <= 1
+
 
 def test_denoise_images_show_noisy_denoised_and_clean(denoise_run, tmp_path):
     config, result = denoise_run.config, denoise_run.result
     assert (config.epochs, config.image_samples, config.noise_factor, config.seed) == (3, 3, 0.5, 2)
     logged = step_images(result.run_id)
-    assert sorted(logged["reconstruction"]) == [1, 2, 3] and sorted(logged["latent_codes"]) == [1, 2, 3]
+    assert sorted(logged["reconstruction"]) == [0, 1, 2, 3] and sorted(logged["latent_codes"]) == [0, 1, 2, 3]
     # The last epoch's image shows the final model's outputs.
     grid = read_png(result.run_id, logged["reconstruction"][3], tmp_path)
     assert grid.shape == (3 * SIDE + 4 * PAD, 3 * SIDE + 4 * PAD)
@@ -185,7 +200,7 @@ def test_denoise_images_show_noisy_denoised_and_clean(denoise_run, tmp_path):
 def test_image_every_sets_the_steps(tracking, tiny_config):
     every_other = train(tiny_config(epochs=5, image_every=2))
     logged = step_images(every_other.run_id)
-    assert sorted(logged["reconstruction"]) == [2, 4] and sorted(logged["latent_codes"]) == [2, 4]
+    assert sorted(logged["reconstruction"]) == [0, 2, 4] and sorted(logged["latent_codes"]) == [0, 2, 4]
 
 
 def test_image_every_zero_logs_no_step_images(one_epoch_run):

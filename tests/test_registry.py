@@ -178,11 +178,13 @@ def test_run_interrupted_mid_training_registers_nothing(tracking, tiny_config):
 def test_failed_registration_deletes_the_versions_it_made(tracking, tiny_config):
     import mlflow
 
+    from aetrack.data import dataset_for
     from aetrack.models import build_dense_autoencoder
 
+    config = tiny_config(code_size=8)
     mlflow.set_experiment("broken-registration")
     with mlflow.start_run() as run:
-        logged = log_models(build_dense_autoencoder(8), 8)
+        logged = log_models(build_dense_autoencoder(8), config, dataset_for(config))
     # A real registry failure on the last part: its source logged model does not exist.
     logged["decoder"] = types.SimpleNamespace(model_uri="models:/m-0000000000000000", model_id="m-0000000000000000")
     with pytest.raises(Exception, match="m-0000000000000000"):

@@ -18,6 +18,7 @@ from aetrack.cli.models import MODEL_COMMANDS
 from aetrack.cli.runs import RUN_COMMANDS
 from aetrack.cli.train import sweep, train
 from aetrack.errors import EXIT_OK, EXIT_USAGE, Interrupted, describe
+from aetrack.quiet import quiet_tensorflow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     context = None
     try:
         with cli.make_context("aetrack", args) as context:
+            quiet_tensorflow(debug=context.params.get("debug", False))
             cli.invoke(context)
         code = EXIT_OK
     except click.exceptions.Exit as exc:  # --help, --version

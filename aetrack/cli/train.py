@@ -81,6 +81,9 @@ def _train_command(entry_point: str) -> click.Command:
 
         check_tracking_store(mlflow.get_tracking_uri())
 
+        from aetrack.quiet import load_tensorflow
+
+        load_tensorflow()  # before aetrack.train imports it: quietly, unless --debug
         from aetrack.train import train as run_training
 
         run_training(config, dataset)

@@ -1,7 +1,8 @@
 """Keras callbacks that own aetrack's per-epoch MLflow I/O and nothing else.
 
-Steps are 1-based epoch numbers (step 1 is the end of the first epoch), matching Keras' own
-"Epoch 1/10" and the tutorial's loss table.
+Step k is the state after k epochs (step 1 is the end of the first epoch), matching Keras' own
+"Epoch 1/10" and the tutorial's loss table. Images are also logged at step 0, the untrained model,
+because the MLflow UI's image grid opens every card at step 0.
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ class MetricsLogger(keras.callbacks.Callback):
 
 
 class ReconstructionImageLogger(keras.callbacks.Callback):
-    """Every `every` epochs, logs two step images of a fixed sample of test images:
-    `reconstruction` (inputs over outputs, and the clean originals below when the inputs are
-    noisy) and `latent_codes` (each sample's code as a small image, on a colour scale fixed at the
-    first logged epoch). Grids are built in numpy from `model(x, training=False)`: no `predict`,
-    no matplotlib, so an epoch's images cost milliseconds.
+    """Before training (step 0) and every `every` epochs, logs two step images of a fixed sample of
+    test images: `reconstruction` (inputs over outputs, and the clean originals below when the
+    inputs are noisy) and `latent_codes` (each sample's code as a small image, on a colour scale
+    fixed at the first trained epoch). Grids are built in numpy from `model(x, training=False)`:
+    no `predict`, no matplotlib, so an epoch's images cost milliseconds.
     """
 
     def __init__(
@@ -79,41 +80,59 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         self.originals = originals
         self.every = every
         self.noisy_inputs = noisy_inputs
-        self.code_scale: float | None = None  # fixed at the first logged epoch
+        self.code_scale: float | None = None  # fixed at the first trained epoch
+        self._untrained_codes: np.ndarray | None = None  # step 0's codes, drawn once the scale is known
+
+    def on_train_begin(self, logs=None):
+        if self.every <= 0:
+            return
+        outputs, codes = self._outputs_and_codes()
+        self._submit(key="reconstruction", grid=self._reconstruction_grid(outputs), step=0)
+        # The code colour scale is fixed at the first trained epoch (untrained codes are far
+        # smaller): step 0's codes wait until then, so every latent_codes frame shares one scale.
+        self._untrained_codes = codes
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
         if self.every <= 0 or step % self.every:
             return
-        outputs = self.model(self.inputs, training=False).numpy()
-        codes = encoder_of(self.model)(self.inputs, training=False).numpy()
-        if self.noisy_inputs:
-            grid = images.denoise_grid(self.inputs, outputs, self.originals)
-        else:
-            grid = images.reconstruction_grid(self.originals, outputs)
+        outputs, codes = self._outputs_and_codes()
+        self._submit(key="reconstruction", grid=self._reconstruction_grid(outputs), step=step)
         if self.code_scale is None:
             self.code_scale = images.code_scale(codes)
             # Say what white means, once, so a reader of the images can read the codes' values.
             BackgroundCalls.for_run(self.run_id).submit(
                 self.client.set_tag, self.run_id, "aetrack.latent_codes_white", f"{self.code_scale:.6g}")
-        # The grids are computed here, from this epoch's weights; only the uploads (PNG encoding,
-        # HTTP, S3 behind a server) go to the background thread. synchronous=True inside it: each
-        # upload is done when its call returns, so wait() means the images are in the store.
-        codes_grid = images.latent_codes_grid(codes, self.code_scale)
-        BackgroundCalls.for_run(self.run_id).submit(self._log_images, grid, codes_grid, step)
-
-    def _log_images(self, grid: np.ndarray, codes_grid: np.ndarray, step: int) -> None:
-        self.client.log_image(self.run_id, grid, key="reconstruction", step=step, synchronous=True)
-        self.client.log_image(self.run_id, codes_grid, key="latent_codes", step=step, synchronous=True)
+            if self._untrained_codes is not None:
+                self._submit(key="latent_codes", grid=images.latent_codes_grid(self._untrained_codes,
+                                                                                self.code_scale), step=0)
+        self._submit(key="latent_codes", grid=images.latent_codes_grid(codes, self.code_scale), step=step)
 
     def on_train_end(self, logs=None):
         BackgroundCalls.for_run(self.run_id).wait()
 
+    def _outputs_and_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        outputs = self.model(self.inputs, training=False).numpy()
+        codes = encoder_of(self.model)(self.inputs, training=False).numpy()
+        return outputs, codes
+
+    def _reconstruction_grid(self, outputs: np.ndarray) -> np.ndarray:
+        if self.noisy_inputs:
+            return images.denoise_grid(self.inputs, outputs, self.originals)
+        return images.reconstruction_grid(self.originals, outputs)
+
+    def _submit(self, key: str, grid: np.ndarray, step: int) -> None:
+        # The grids are computed here, from this epoch's weights; only the uploads (PNG encoding,
+        # HTTP, S3 behind a server) go to the background thread. synchronous=True inside it: each
+        # upload is done when its call returns, so wait() means the images are in the store.
+        BackgroundCalls.for_run(self.run_id).submit(
+            self.client.log_image, self.run_id, grid, key=key, step=step, synchronous=True)
+
 
 class PriorSamplesLogger(keras.callbacks.Callback):
-    """Every `every` epochs, logs the step image `samples`: the decoder's images for a fixed set of
-    draws from the prior N(0, I) (the same draws every epoch, so the step slider shows generation
-    improving)."""
+    """Before training (step 0) and every `every` epochs, logs the step image `samples`: the
+    decoder's images for a fixed set of draws from the prior N(0, I) (the same draws every epoch,
+    so the step slider shows generation improving)."""
 
     def __init__(self, client: MlflowClient, run_id: str, codes: np.ndarray, every: int = 1):
         super().__init__()
@@ -122,17 +141,23 @@ class PriorSamplesLogger(keras.callbacks.Callback):
         self.codes = np.ascontiguousarray(codes, dtype=np.float32)
         self.every = every
 
+    def on_train_begin(self, logs=None):
+        if self.every > 0:
+            self._log(step=0)
+
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
-        if self.every <= 0 or step % self.every:
-            return
+        if self.every > 0 and step % self.every == 0:
+            self._log(step)
+
+    def on_train_end(self, logs=None):
+        BackgroundCalls.for_run(self.run_id).wait()
+
+    def _log(self, step: int) -> None:
         generated = decoder_of(self.model)(self.codes, training=False).numpy()
         BackgroundCalls.for_run(self.run_id).submit(
             self.client.log_image, self.run_id, images.samples_grid(generated), key="samples", step=step,
             synchronous=True)
-
-    def on_train_end(self, logs=None):
-        BackgroundCalls.for_run(self.run_id).wait()
 
 
 def prior_draws(count: int, code_size: int, seed: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The MLflow side of trained models: log them to the run, register them, move aliases.
 
-After a run trains, `log_and_register` logs the autoencoder, its encoder and its decoder with the
-Keras flavor (native `.keras` files) and registers each as a new version of
+After a run trains, `log_models` logs the autoencoder, its encoder and its decoder with the
+Keras flavor (native `.keras` files) and `register_run_models` registers each as a new version of
 `<prefix>-autoencoder`, `<prefix>-encoder` and `<prefix>-decoder`, aliased `candidate`.
 `promote` moves the `champion` alias (aliases, not the deprecated stages). Loading them back is
 `aetrack.use.load_model`.
@@ -31,17 +31,19 @@ T = TypeVar("T")
 # --- logging and registering ---------------------------------------------------------------------
 
 
-def log_and_register(model, config, run_id: str, dataset_sha256: str, metrics: dict[str, float]) -> dict[str, str]:
-    """Log the three models to the active run; register them unless `config.register` is false.
+def register_run_models(logged: dict, config, run_id: str, dataset, metrics: dict[str, float],
+                        run_name: str = "") -> dict[str, str]:
+    """Register the run's logged models (`log_models`) unless `config.register` is false.
 
     Returns {registered model name: version}; empty when registration is off. If registering fails
     or is interrupted, the versions this call created are deleted before the error propagates, so
     a failed run never leaves a half-registered model behind.
     """
-    logged = log_models(model, config.code_size, config.architecture)
     if not config.register:
         return {}
-    return register_models(logged, config.model_prefix, run_id, version_tags(config, run_id, dataset_sha256, metrics))
+    tags = version_tags(config, run_id, dataset.sha256, metrics)
+    description = version_description(run_name or run_id, dataset, metrics)
+    return register_models(logged, config.model_prefix, run_id, tags, description)
 
 
 def version_tags(config, run_id: str, dataset_sha256: str, metrics: dict[str, float]) -> dict[str, str]:
@@ -56,12 +58,20 @@ def version_tags(config, run_id: str, dataset_sha256: str, metrics: dict[str, fl
     }
 
 
-def log_models(model, code_size: int, architecture: str = "dense") -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821,E501
+def log_models(model, config, dataset) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
     """Log autoencoder, encoder and decoder to the active run as `runs:/<run id>/<part>`: plain
-    Functional models for every architecture (a vae's training wrapper is never logged)."""
-    import mlflow.keras
+    Functional models for every architecture (a vae's training wrapper is never logged).
+
+    Each is an MLflow LoggedModel at step = `config.epochs`: MLflow links the run's metrics at that
+    step (the last epoch's, and the final test metrics logged after this) to every model. The
+    models keep the Keras flavor (`mlflow.keras.load_model` works); their pyfunc serves through
+    `aetrack_keras_pyfunc` (a direct call: fast, no progress bars).
+    """
+    from mlflow.models import Model
 
     from aetrack.models import autoencoder_of, decoder_of, encoder_of
+    from aetrack.tracking import keras_flavor
+    from aetrack.tracking.records import DIGEST_LENGTH
 
     parts = {"autoencoder": autoencoder_of(model), "encoder": encoder_of(model), "decoder": decoder_of(model)}
     requirements = pip_requirements()
@@ -69,14 +79,51 @@ def log_models(model, code_size: int, architecture: str = "dense") -> dict[str, 
     for part, keras_model in parts.items():
         # No input_example: in MLflow 3.17 the Keras flavor writes it before creating the model
         # directory and fails (mlflow/mlflow#16183). The signature carries the schema instead.
-        infos[part] = mlflow.keras.log_model(
-            keras_model,
+        infos[part] = Model.log(
+            artifact_path=None,
             name=part,
-            signature=signature_for(part, code_size),
+            flavor=keras_flavor,
+            flavor_name="keras",
+            model=keras_model,
+            signature=signature_for(part, config.code_size),
             pip_requirements=requirements,
-            metadata={"aetrack.part": part, "code_size": code_size, "architecture": architecture},
+            metadata={"aetrack.part": part, "code_size": config.code_size, "architecture": config.architecture},
+            model_type=part,
+            params={
+                "part": part,
+                "architecture": config.architecture,
+                "layers": layer_widths(keras_model),
+                "code_size": config.code_size,
+                "entry_point": config.entry_point,
+                "dataset_name": dataset.name,
+                "dataset_digest": dataset.train_sha256[:DIGEST_LENGTH],
+            },
+            step=config.epochs,
         )
     return infos
+
+
+def layer_widths(model) -> str:
+    """The input width and each Dense layer's units, e.g. `784-64-784` for the tutorial's model."""
+    import keras
+
+    dense = [layer for layer in _leaf_layers(model) if isinstance(layer, keras.layers.Dense)]
+    return "-".join(map(str, [int(model.inputs[0].shape[-1]), *(int(layer.units) for layer in dense)]))
+
+
+def _leaf_layers(model) -> list:
+    leaves = []
+    for layer in model.layers:
+        leaves.extend(_leaf_layers(layer) if hasattr(layer, "layers") else [layer])
+    return leaves
+
+
+def version_description(run_name: str, dataset, metrics: dict[str, float]) -> str:
+    """A registered version's description: the run, the data and the headline metric."""
+    line = f"Trained by run {run_name} on {dataset.name} ({len(dataset.x_train)} training images)."
+    if COMPARED_METRIC in metrics:
+        line += f" {COMPARED_METRIC} {metrics[COMPARED_METRIC]:.4f} on {len(dataset.x_test)} test images."
+    return line
 
 
 def signature_for(part: str, code_size: int) -> "mlflow.models.ModelSignature":  # noqa: F821
@@ -104,7 +151,8 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "tensorflow", "keras", "numpy")]
 
 
-def register_models(logged: dict, prefix: str, run_id: str, tags: dict[str, str]) -> dict[str, str]:
+def register_models(logged: dict, prefix: str, run_id: str, tags: dict[str, str],
+                    description: str | None = None) -> dict[str, str]:
     """Create one new version per logged part under `<prefix>-<part>`, tag it and alias it."""
     from mlflow.tracking import MlflowClient
 
@@ -117,7 +165,7 @@ def register_models(logged: dict, prefix: str, run_id: str, tags: dict[str, str]
             version = _retry_locked(
                 lambda: client.create_model_version(
                     name, source=info.model_uri, run_id=run_id, model_id=info.model_id,
-                    tags={**tags, "part": part},
+                    tags={**tags, "part": part}, description=description,
                 )
             ).version
             created.append((name, str(version)))

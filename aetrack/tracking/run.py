@@ -24,10 +24,13 @@ PROBE_TIMEOUT_S = 5.0
 
 
 @contextmanager
-def tracked_run(experiment_name: str, parent_run_id: str | None = None) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
+def tracked_run(experiment_name: str, parent_run_id: str | None = None,
+                system_metrics: bool = False) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
     """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED.
 
     With `parent_run_id` (a sweep's trial) a new run is nested under that run, in its experiment.
+    With `system_metrics`, MLflow samples CPU, memory (and GPU) use into `system/*` metrics while
+    the run is open (every 10 s; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL changes it).
     """
     import mlflow
     from mlflow.entities import RunStatus
@@ -39,8 +42,10 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None) -> Itera
         mlflow.set_experiment(experiment_id=experiment_id)
     else:
         mlflow.set_experiment(experiment_name)
-    # parent_run_id sets the `mlflow.parentRunId` tag that the MLflow UI nests children by.
-    run = mlflow.start_run(parent_run_id=parent_run_id, nested=parent_run_id is not None)
+    # parent_run_id sets the `mlflow.parentRunId` tag that the MLflow UI nests children by;
+    # log_system_metrics None lets MLflow's own environment variable decide.
+    run = mlflow.start_run(parent_run_id=parent_run_id, nested=parent_run_id is not None,
+                           log_system_metrics=True if system_metrics else None)
     try:
         with _signals(_raise_interrupted):
             yield run
