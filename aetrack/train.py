@@ -1,4 +1,6 @@
-"""`train(config)`: config -> data -> model -> fit -> evaluate -> register, top to bottom."""
+"""`train(config)`: config -> data -> model -> fit -> evaluate -> register, top to bottom.
+
+`complete_run` (fit -> evaluate -> figures -> register) is the part `aetrack.resume` shares."""
 
 from __future__ import annotations
 
@@ -13,16 +15,17 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from aetrack.batches import shuffled_batches
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.errors import TrainingDiverged
 from aetrack.evaluation import final_metrics
 from aetrack.models import build_dense_autoencoder, compile_autoencoder, copy_weights
 from aetrack.noise import RunNoise
-from aetrack.tracking.callbacks import MetricsLogger, image_loggers
+from aetrack.tracking.callbacks import CheckpointWriter, Heartbeat, MetricsLogger, image_loggers
 from aetrack.tracking.plots import log_final_figures
 from aetrack.tracking.registry import log_and_register
-from aetrack.tracking.run import check_tracking_store, describe_run, tracked_run
+from aetrack.tracking.run import check_tracking_store, describe_run, param_texts, tracked_run
 from aetrack.use import load_init_model
 
 
@@ -66,31 +69,50 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         init_model = load_init_model(config.init_model, config.code_size) if config.init_model else None
 
     client = MlflowClient()
-    noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
     with tracked_run(config.experiment_name) as run:
-        run_id = run.info.run_id
         run_name = run_name_for(config, dataset)
         with phase("describe run"):
-            describe_run(client, run_id, config.params(), run_tags(config, dataset, run_name))
+            describe_run(client, run.info.run_id, config.params(), run_tags(config, dataset, run_name))
         with phase("build model"):
             # Seed after the run starts: MLflow draws a random run name from Python's `random` when
             # not under `mlflow run`, which would otherwise change the weights for the same seed.
             keras.utils.set_random_seed(config.seed)
             model = build_model(config, init_model)
-            arrays = training_arrays(dataset, noise)
-        with phase("fit"):
-            history = fit(model, arrays, config, client, run_id)
-        with phase("evaluate"):
-            metrics = final_metrics(lambda x: model(x, training=False).numpy(), dataset.x_test, arrays.x_val,
-                                    dataset.y_test, noise, config.excluded_digits)
-            mlflow.log_metrics(metrics, step=config.epochs)
-        with phase("figures"):
-            log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
-        with phase("log and register models"):
-            versions = log_and_register(model, config, run_id, dataset.sha256, metrics)  # last: only after success
-    result = TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
+        result = complete_run(client, run, run_name, config, dataset, model, phase)
     print(summary(result, mlflow.get_tracking_uri()), flush=True)
     return result
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where fitting starts: epoch 0 for a new run; a resumed run's checkpoint epoch, the steps it
+    has already logged and its loss history so far."""
+
+    epoch: int = 0
+    logged_through: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def complete_run(client: MlflowClient, run, run_name: str, config: TrainConfig, dataset: Dataset,
+                 model: keras.Model, phase: "PhaseTimer", start: StartPoint = StartPoint()) -> TrainResult:
+    """The shared path of train and resume, inside the open run: fit from `start`, evaluate,
+    figures, log and register the models."""
+    run_id = run.info.run_id
+    noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
+    with phase("build model"):
+        arrays = training_arrays(dataset, noise)
+    with phase("fit"):
+        fitted = fit(model, arrays, config, client, run_id, start.epoch, start.logged_through)
+        history = {k: start.history.get(k, [])[:start.epoch] + fitted.get(k, []) for k in ("loss", "val_loss")}
+    with phase("evaluate"):
+        metrics = final_metrics(lambda x: model(x, training=False).numpy(), dataset.x_test, arrays.x_val,
+                                dataset.y_test, noise, config.excluded_digits)
+        mlflow.log_metrics(metrics, step=config.epochs)
+    with phase("figures"):
+        log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
+    with phase("log and register models"):
+        versions = log_and_register(model, config, run_id, dataset.sha256, metrics)  # last: only after success
+    return TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
 
 
 class PhaseTimer:
@@ -149,29 +171,36 @@ def training_arrays(dataset: Dataset, noise: RunNoise | None) -> TrainingArrays:
 
 
 def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client: MlflowClient,
-        run_id: str) -> dict[str, list[float]]:
-    """model.fit with aetrack's callbacks; the per-epoch history. Raise TrainingDiverged on NaN."""
-    # TerminateOnNaN stops at the first non-finite batch loss; raise_if_diverged then fails the run.
-    callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(arrays.x_train)),
+        run_id: str, initial_epoch: int = 0, logged_through: int = 0) -> dict[str, list[float]]:
+    """model.fit from `initial_epoch` with aetrack's callbacks; the per-epoch history of the epochs
+    fitted. Raise TrainingDiverged on NaN. Steps up to `logged_through` are not logged again."""
+    batches, epoch_order = shuffled_batches(arrays.x_train, arrays.y_train, config.batch_size, config.seed)
+    # Order matters: the epoch's metrics and images are logged before its checkpoint (see
+    # CheckpointWriter); TerminateOnNaN stops at the first non-finite batch loss, and
+    # raise_if_diverged then fails the run.
+    callbacks = [epoch_order,
+                 MetricsLogger(client, run_id, samples_per_epoch=len(arrays.x_train), logged_through=logged_through),
                  keras.callbacks.TerminateOnNaN(),
-                 *image_loggers(client, run_id, config, arrays.x_val, arrays.y_val)]
+                 *image_loggers(client, run_id, config, arrays.x_val, arrays.y_val, logged_through),
+                 CheckpointWriter(client, run_id, config.checkpoint_every, config.epochs,
+                                  param_texts(config.params())),
+                 Heartbeat(client, run_id)]
     fitted = model.fit(
-        arrays.x_train,
-        arrays.y_train,
+        batches,
         epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
+        initial_epoch=initial_epoch,
+        shuffle=False,  # the batches are shuffled already, in an order fixed by (seed, epoch)
         validation_data=(arrays.x_val, arrays.y_val),
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
-    raise_if_diverged(history)
+    raise_if_diverged(history, first_epoch=initial_epoch + 1)
     return history
 
 
-def raise_if_diverged(history: dict[str, list[float]]) -> None:
-    for epoch, value in enumerate(history.get("loss", []), start=1):
+def raise_if_diverged(history: dict[str, list[float]], first_epoch: int = 1) -> None:
+    for epoch, value in enumerate(history.get("loss", []), start=first_epoch):
         if not np.isfinite(value):
             raise TrainingDiverged(
                 f"training diverged: loss became {value} in epoch {epoch}; lower learning_rate "

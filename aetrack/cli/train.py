@@ -1,10 +1,12 @@
-"""`aetrack train basic|denoise`: one option per TrainConfig field, checked before TensorFlow loads."""
+"""`aetrack train basic|denoise`: one option per TrainConfig field, checked before TensorFlow loads;
+`aetrack resume RUN_ID`: continue a run that stopped early."""
 
 from __future__ import annotations
 
 import click
 
-from aetrack.config import DEFAULT_EXPERIMENT, ENTRY_POINTS, TrainConfig, parse_value, training_params
+from aetrack.config import (DEFAULT_EXPERIMENT, ENTRY_POINTS, RUN_ID_PATTERN, TrainConfig, parse_value,
+                            training_params)
 from aetrack.errors import ConfigError, UsageError
 
 SUMMARIES = {
@@ -62,6 +64,9 @@ def _train_command(entry_point: str) -> click.Command:
 
         given = {k: v for k, v in values.items() if v is not None}
         config = TrainConfig(entry_point=entry_point, experiment_name=experiment_name, **given).validated()
+        if config.resume_run_id:  # `mlflow run -P resume_run_id=...`: the run's own params decide
+            _resume(config.resume_run_id)
+            return
         # A bad dataset file (numpy only) or an unusable store fails in a second, before TensorFlow loads.
         dataset = dataset_for(config)
         import mlflow
@@ -88,3 +93,27 @@ def _train_command(entry_point: str) -> click.Command:
 
 for _entry_point in ENTRY_POINTS:
     train.add_command(_train_command(_entry_point))
+
+
+@click.command(short_help="Continue a run that stopped early from its last checkpoint.")
+@click.argument("run_id")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="A RUNNING run on another host counts as stopped after this many seconds without a heartbeat.")
+def resume(run_id: str, timeout: float) -> None:
+    """Continue run RUN_ID (KILLED, FAILED, or RUNNING with its process gone) from its last
+    checkpoint, as the same run, with its own params; it ends with the usual evaluation, figures
+    and registration."""
+    if not RUN_ID_PATTERN.match(run_id):
+        raise ConfigError("RUN_ID", run_id, "an MLflow run id (32 hex digits)")
+    _resume(run_id, timeout)
+
+
+def _resume(run_id: str, timeout: float = 600.0) -> None:
+    import mlflow
+
+    from aetrack.tracking.run import check_tracking_store
+
+    check_tracking_store(mlflow.get_tracking_uri())
+    from aetrack.resume import resume as resume_run
+
+    resume_run(run_id, timeout)

@@ -1,7 +1,8 @@
 """Keras callbacks that own aetrack's per-epoch MLflow I/O and nothing else.
 
 Steps are 1-based epoch numbers (step 1 is the end of the first epoch), matching Keras' own
-"Epoch 1/10" and the tutorial's loss table.
+"Epoch 1/10" and the tutorial's loss table. A resumed run re-trains the epochs after its checkpoint;
+`logged_through` (the last step the run already has) keeps those steps from being logged twice.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from mlflow.tracking import MlflowClient
 
 from aetrack import images
 from aetrack.models import encoder_of
+from aetrack.tracking.checkpoints import artifact_repository, write_checkpoint
+from aetrack.tracking.liveness import heartbeat
+
+CODES_WHITE_TAG = "aetrack.latent_codes_white"
 
 
 class MetricsLogger(keras.callbacks.Callback):
     """Logs `loss`, `val_loss`, `epoch_seconds` and `samples_per_second` once per epoch."""
 
-    def __init__(self, client: MlflowClient, run_id: str, samples_per_epoch: int):
+    def __init__(self, client: MlflowClient, run_id: str, samples_per_epoch: int, logged_through: int = 0):
         super().__init__()
         self.client = client
         self.run_id = run_id
         self.samples_per_epoch = samples_per_epoch
+        self.logged_through = logged_through
         self._epoch_started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -41,6 +47,8 @@ class MetricsLogger(keras.callbacks.Callback):
                 values[key] = float(logs[key])
         now = int(time.time() * 1000)
         step = epoch + 1
+        if step <= self.logged_through:
+            return
         self.client.log_batch(
             self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()]
         )
@@ -62,6 +70,8 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         originals: np.ndarray,
         every: int = 1,
         noisy_inputs: bool = False,
+        code_scale: float | None = None,
+        logged_through: int = 0,
     ):
         super().__init__()
         self.client = client
@@ -70,11 +80,12 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         self.originals = originals
         self.every = every
         self.noisy_inputs = noisy_inputs
-        self.code_scale: float | None = None  # fixed at the first logged epoch
+        self.code_scale = code_scale  # fixed at the first logged epoch (a resumed run reads it back)
+        self.logged_through = logged_through
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
-        if self.every <= 0 or step % self.every:
+        if self.every <= 0 or step % self.every or step <= self.logged_through:
             return
         outputs = self.model(self.inputs, training=False).numpy()
         codes = encoder_of(self.model)(self.inputs, training=False).numpy()
@@ -85,7 +96,7 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         if self.code_scale is None:
             self.code_scale = images.code_scale(codes)
             # Say what white means, once, so a reader of the images can read the codes' values.
-            self.client.set_tag(self.run_id, "aetrack.latent_codes_white", f"{self.code_scale:.6g}")
+            self.client.set_tag(self.run_id, CODES_WHITE_TAG, f"{self.code_scale:.6g}")
         # synchronous: the images are in the store when the epoch ends (no background thread
         # competing with training, nothing lost if the run then fails).
         self.client.log_image(self.run_id, grid, key="reconstruction", step=step, synchronous=True)
@@ -95,16 +106,53 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         )
 
 
-def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray) -> list:
+def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray,
+                  logged_through: int = 0) -> list:
     """The per-epoch image callbacks for a run: none when `config.image_every` is 0, else one
     logger on the seeded sample of `config.image_samples` test images (`inputs` are what the model
     sees, noisy when denoising; `originals` the clean images)."""
     if config.image_every == 0:
         return []
     sample = images.sample_indices(len(inputs), config.image_samples, config.seed)
+    white = client.get_run(run_id).data.tags.get(CODES_WHITE_TAG) if logged_through else None
     return [
         ReconstructionImageLogger(
             client, run_id, inputs[sample], originals[sample], every=config.image_every,
-            noisy_inputs=config.denoising,
+            noisy_inputs=config.denoising, code_scale=float(white) if white else None,
+            logged_through=logged_through,
         )
     ]
+
+
+class Heartbeat(keras.callbacks.Callback):
+    """Tags the run `aetrack.heartbeat` (UTC) after every epoch: `aetrack runs --stale` reads it."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+
+    def on_epoch_end(self, epoch, logs=None):
+        heartbeat(self.client, self.run_id)
+
+
+class CheckpointWriter(keras.callbacks.Callback):
+    """Every `every` epochs (and after the last), stores a checkpoint in the run's artifacts.
+
+    Runs after the metric and image loggers of the same epoch: a crash between them leaves the
+    epoch logged but not checkpointed, and the resumed run re-trains it without logging it again.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, every: int, epochs: int, params: dict[str, str]):
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+        self.every = every
+        self.epochs = epochs
+        self.run_params = params  # not `params`: Keras sets that attribute on every callback
+        self.repository = artifact_repository(client, run_id)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        if self.every > 0 and (step % self.every == 0 or step == self.epochs):
+            write_checkpoint(self.client, self.run_id, self.model, step, self.run_params, self.repository)

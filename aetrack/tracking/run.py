@@ -24,19 +24,24 @@ PROBE_TIMEOUT_S = 5.0
 
 
 @contextmanager
-def tracked_run(experiment_name: str) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
-    """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED."""
+def tracked_run(experiment_name: str, resume_run_id: str | None = None) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
+    """Start (or, under `mlflow run`, join; or, given `resume_run_id`, reopen) the run; end it
+    FINISHED, FAILED or KILLED."""
     import mlflow
     from mlflow.entities import RunStatus
 
     outer_run_id = os.environ.get("MLFLOW_RUN_ID")
-    if outer_run_id:
+    if resume_run_id:
+        # Reopening sets the run RUNNING again; the experiment must be the run's own.
+        experiment_id = mlflow.tracking.MlflowClient().get_run(resume_run_id).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+    elif outer_run_id:
         # Under `mlflow run` the run already exists, in the experiment that command chose.
         experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)
     else:
         mlflow.set_experiment(experiment_name)
-    run = mlflow.start_run()
+    run = mlflow.start_run(run_id=resume_run_id)
     try:
         with _signals(_raise_interrupted):
             yield run
@@ -63,20 +68,28 @@ def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str,
     import tensorflow as tf
     from mlflow.entities import Param, RunTag
 
+    from aetrack.tracking.liveness import owner_tags
+
     tags = {
         **tags,
+        **owner_tags(),
         "aetrack.version": __version__,
         "tensorflow.version": tf.__version__,
         "keras.version": keras.__version__,
         "mlflow.version": mlflow.__version__,
     }
-    texts = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
+    texts = param_texts(params)
     already = client.get_run(run_id).data.params
     client.log_batch(
         run_id,
         params=[Param(k, v) for k, v in texts.items() if k not in already],
         tags=[RunTag(k, v) for k, v in tags.items()],
     )
+
+
+def param_texts(params: dict[str, object]) -> dict[str, str]:
+    """Params as MLflow stores them (text; booleans lower-case)."""
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
 
 
 def _end_run(status: str, reason: str) -> None:
