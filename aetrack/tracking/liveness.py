@@ -20,7 +20,8 @@ from aetrack.errors import ResumeError
 HEARTBEAT_TAG = "aetrack.heartbeat"
 HOST_TAG = "aetrack.host"
 PID_TAG = "aetrack.pid"
-CLAIM_PREFIX = "aetrack.resume."  # params aetrack.resume.<n> = "<host> <pid> <utc>", one per resume
+PID_START_TAG = "aetrack.pid_start"  # the process's start time (Linux clock ticks): a reused pid differs
+CLAIM_PREFIX = "aetrack.resume."  # params aetrack.resume.<n> = "<host> <pid> <pid start> <utc>", one per resume
 DEFAULT_STALE_TIMEOUT_S = 600.0
 
 
@@ -30,7 +31,17 @@ def now_utc() -> str:
 
 def owner_tags() -> dict[str, str]:
     """Tags saying which process trains the run now, and a first heartbeat."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), HEARTBEAT_TAG: now_utc()}
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), PID_START_TAG: start_ticks(os.getpid()) or "",
+            HEARTBEAT_TAG: now_utc()}
+
+
+def start_ticks(pid: int | str) -> str | None:
+    """When process `pid` started (field 22 of /proc/<pid>/stat), or None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def heartbeat(client, run_id: str) -> None:
@@ -47,8 +58,9 @@ def seconds_since(timestamp: str | None) -> float | None:
     return (datetime.now(timezone.utc) - then).total_seconds()
 
 
-def process_alive(host: str | None, pid: str | None) -> bool | None:
-    """True/False when the process can be checked from here (same host), None when it cannot."""
+def process_alive(host: str | None, pid: str | None, started: str | None = None) -> bool | None:
+    """True/False when the process can be checked from here (same host), None when it cannot.
+    `started` (start_ticks when it was recorded) tells a reused pid from the original process."""
     if not host or not pid or host != socket.gethostname() or not pid.isdigit():
         return None
     try:
@@ -56,12 +68,11 @@ def process_alive(host: str | None, pid: str | None) -> bool | None:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    try:  # a reused pid belongs to some other program
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"aetrack" in f.read()
-    except OSError:
-        return True
+        pass
+    if started:
+        now = start_ticks(pid)
+        return now is None or now == started
+    return True
 
 
 def is_stale(run, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> bool:
@@ -69,7 +80,7 @@ def is_stale(run, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> bool:
     if run.info.status != "RUNNING":
         return False
     tags = run.data.tags
-    alive = process_alive(tags.get(HOST_TAG), tags.get(PID_TAG))
+    alive = process_alive(tags.get(HOST_TAG), tags.get(PID_TAG), tags.get(PID_START_TAG))
     if alive is not None:
         return not alive
     age = seconds_since(tags.get(HEARTBEAT_TAG))
@@ -105,14 +116,14 @@ def claim(client, run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> st
                      if k.startswith(CLAIM_PREFIX) and k[len(CLAIM_PREFIX):].isdigit())
     if numbers:
         holder = params[f"{CLAIM_PREFIX}{numbers[-1]}"].split()
-        if len(holder) == 3:
-            host, pid, stamp = holder
-            alive = process_alive(host, pid)
+        if len(holder) == 4:
+            host, pid, started, stamp = holder
+            alive = process_alive(host, pid, started if started != "-" else None)
             age = seconds_since(stamp)
             if alive or (alive is None and age is not None and age < timeout_s):
                 raise ResumeError(f"cannot resume run {run_id}: it is being resumed by process {pid} on {host}")
     key = f"{CLAIM_PREFIX}{numbers[-1] + 1 if numbers else 1}"
-    value = f"{socket.gethostname()} {os.getpid()} {now_utc()}"
+    value = f"{socket.gethostname()} {os.getpid()} {start_ticks(os.getpid()) or '-'} {now_utc()}"
     try:
         client.log_param(run_id, key, value)
     except MlflowException:
