@@ -290,7 +290,7 @@ def _ago(seconds: float) -> str:
 
 # --- real processes, real signals -----------------------------------------------------------------
 
-FIVE_EPOCHS = {"train_samples": "512", "test_samples": "16", "batch_size": "4", "code_size": "8", "epochs": "5",
+FIVE_EPOCHS = {"train_samples": "256", "test_samples": "16", "batch_size": "2", "code_size": "8", "epochs": "5",
                "image_samples": "4", "steps_per_execution": "1", "register": "true", "model_prefix": "killed"}
 
 
@@ -306,7 +306,7 @@ def _wait_for_epochs(child: subprocess.Popen, db: Path, count: int) -> None:
 def _check_resumed(uri: str, run_id: str, tiny_npz, steps_at_kill: list[int]) -> None:
     """The run finished as itself: steps 1..5 once each, the uninterrupted run's losses, its own
     registered versions only."""
-    from aetrack.config import TrainConfig
+    from aetrack.config import TrainConfig, parse_value
     from aetrack.train import train
 
     client = MlflowClient(uri, registry_uri=uri)
@@ -323,9 +323,8 @@ def _check_resumed(uri: str, run_id: str, tiny_npz, steps_at_kill: list[int]) ->
     # The same config never stopped, trained here (same machine, same TensorFlow) in another store.
     import mlflow
 
-    values = {k: (v == "true" if k == "register" else v) for k, v in FIVE_EPOCHS.items()}
-    config = TrainConfig(**{k: type(getattr(TrainConfig(), k))(v) for k, v in values.items()},
-                         dataset=str(tiny_npz), register=False)
+    values = {k: parse_value(k, v) for k, v in FIVE_EPOCHS.items()}
+    config = TrainConfig(**{**values, "register": False}, dataset=str(tiny_npz))
     saved = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri.replace("mlflow.db", "baseline.db"))
     try:
