@@ -63,16 +63,21 @@ def variable_names(model: keras.Model) -> list[str]:
 
 def write_checkpoint(client, run_id: str, model: keras.Model, epoch: int, params: dict[str, str],
                      repository=None) -> str:
-    """Store the checkpoint of `epoch` (epochs completed) in the run; return its folder."""
+    """Store the checkpoint of `epoch` (epochs completed) in the run; return its folder.
+
+    `repository` is the run's artifact repository (the checkpoint callback keeps one: asking the
+    client for it looks the run up in the tracking store on every call)."""
+    repository = repository or artifact_repository(client, run_id)
     folder = f"{CHECKPOINT_DIR}/epoch-{epoch}"
+    arrays = checkpoint_state(model)
     buffer = io.BytesIO()
-    np.savez(buffer, **checkpoint_state(model))
+    np.savez(buffer, **arrays)
     data = buffer.getvalue()
     state = {
         "epoch": epoch,
         "params": params,
         "variables": variable_names(model),
-        "shapes": [list(np.shape(w)) for w in model.get_weights()],
+        "shapes": [list(a.shape) for k, a in arrays.items() if k.startswith("weights/")],
         "state_sha256": hashlib.sha256(data).hexdigest(),
         "python_random": _python_state(),
         "numpy_random": _numpy_state(),
@@ -81,17 +86,16 @@ def write_checkpoint(client, run_id: str, model: keras.Model, epoch: int, params
         (Path(tmp) / "state.npz").write_bytes(data)
         (Path(tmp) / "state.json").write_text(json.dumps(state))
         (Path(tmp) / "latest.json").write_text(json.dumps({"epoch": epoch, "folder": folder}))
-        client.log_artifact(run_id, str(Path(tmp) / "state.npz"), folder)
-        client.log_artifact(run_id, str(Path(tmp) / "state.json"), folder)  # last: the folder is whole
-        client.log_artifact(run_id, str(Path(tmp) / "latest.json"), CHECKPOINT_DIR)
-    delete_older(client, run_id, keep=folder, repository=repository)
+        repository.log_artifact(str(Path(tmp) / "state.npz"), folder)
+        repository.log_artifact(str(Path(tmp) / "state.json"), folder)  # last: the folder is whole
+        repository.log_artifact(str(Path(tmp) / "latest.json"), CHECKPOINT_DIR)
+    delete_older(repository, keep=folder)
     return folder
 
 
-def delete_older(client, run_id: str, keep: str, repository=None) -> None:
+def delete_older(repository, keep: str) -> None:
     """Delete the epoch folders other than `keep`, where the artifact store allows it."""
-    repository = repository or artifact_repository(client, run_id)
-    for item in client.list_artifacts(run_id, CHECKPOINT_DIR):
+    for item in repository.list_artifacts(CHECKPOINT_DIR):
         if item.is_dir and item.path != keep and FOLDER_PATTERN.match(Path(item.path).name):
             try:
                 repository.delete_artifacts(item.path)
