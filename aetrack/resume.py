@@ -114,8 +114,11 @@ def config_of(run) -> TrainConfig:
         if name not in run.data.params:
             raise ResumeError(f"cannot resume run {run.info.run_id}: it has no param {name!r} "
                               "(made by an older aetrack without checkpoints?)")
+        raw = run.data.params[name]
+        # `mlflow run` logs an empty -P value as the shell's quoted empty string.
+        raw = "" if raw == "''" else raw
         try:
-            values[name] = parse_value(name, run.data.params[name])
+            values[name] = parse_value(name, raw)
         except ConfigError as exc:
             raise ResumeError(f"cannot resume run {run.info.run_id}: its param {exc}") from None
     experiment = mlflow.get_experiment(run.info.experiment_id).name
