@@ -27,6 +27,7 @@ STRATEGIES = ("default", "mirrored")
 SAMPLERS = ("tpe", "random")
 KNOWN_DATASETS = ("mnist", "fashion_mnist")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_EXPERIMENT = "aetrack"
 # The model URIs and files aetrack loads (`--model`, `init_model`, aetrack.load_model), described once.
 MODEL_URI_FORMS = (
@@ -84,8 +85,15 @@ def _dataset(value: str) -> str | None:
     return None
 
 
-def _param(default: Any, help: str, check: Callable | None = None, entry_points=BOTH) -> Any:
-    return field(default=default, metadata={"help": help, "check": check, "entry_points": entry_points})
+def _run_id(value: str) -> str | None:
+    if value == "" or RUN_ID_PATTERN.match(value):
+        return None
+    return "empty or an MLflow run id (32 hex digits)"
+
+
+def _param(default: Any, help: str, check: Callable | None = None, entry_points=BOTH, logged: bool = True) -> Any:
+    return field(default=default, metadata={"help": help, "check": check, "entry_points": entry_points,
+                                            "logged": logged})
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,15 @@ class TrainConfig:
     )
     image_samples: int = _param(8, "Test images shown in per-epoch reconstruction images.", _int_range(1, 64))
     image_every: int = _param(1, "Log images every N epochs; 0 turns per-epoch images off.", _int_range(0, 100_000))
+    checkpoint_every: int = _param(
+        1, "Store a checkpoint to resume from every N epochs; 0 turns checkpoints off.", _int_range(0, 100_000)
+    )
+    # Not a training parameter: it picks the run to continue (`mlflow run -P resume_run_id=...`), so it
+    # is never logged as a param and the resumed run's own params decide everything else.
+    resume_run_id: str = _param(
+        "", "Continue this interrupted run from its last checkpoint instead of starting a new run; "
+        "every other parameter is then read from that run.", _run_id, logged=False,
+    )
     register: bool = _param(True, "Register the trained models in the MLflow model registry.")
     model_prefix: str = _param(
         "", "Registered model name prefix; empty means aetrack-<entry point>.", _model_prefix
@@ -177,7 +194,7 @@ class TrainConfig:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if self.entry_point in f.metadata.get("entry_points", ENTRY_POINTS)
+            if self.entry_point in f.metadata.get("entry_points", ENTRY_POINTS) and f.metadata.get("logged", True)
         }
 
 

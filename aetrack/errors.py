@@ -74,6 +74,11 @@ class CompareError(UsageError):
     """A comparison that cannot be made (unknown run, experiment or metric)."""
 
 
+class ResumeError(UsageError):
+    """A run that cannot be resumed as asked (finished, no checkpoint, params that do not match,
+    being resumed by another process); nothing was changed."""
+
+
 class TrackingStoreError(RunError):
     """The MLflow tracking store cannot be reached or written to."""
 

@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from aetrack.batches import shuffled_batches
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.devices import distribution_scope, for_strategy
@@ -20,11 +21,11 @@ from aetrack.errors import TrainingDiverged
 from aetrack.evaluation import final_metrics, negative_elbo
 from aetrack.models import build_autoencoder, compile_autoencoder, copy_weights, latent_moments
 from aetrack.noise import RunNoise
-from aetrack.tracking.callbacks import MetricsLogger, image_loggers
+from aetrack.tracking.callbacks import CheckpointWriter, Heartbeat, MetricsLogger, image_loggers
 from aetrack.tracking.plots import log_final_figures
 from aetrack.tracking.records import describe_model, record_run_inputs
 from aetrack.tracking.registry import log_models, register_run_models
-from aetrack.tracking.run import check_tracking_store, describe_run, tracked_run
+from aetrack.tracking.run import check_tracking_store, describe_run, param_texts, tracked_run
 from aetrack.use import load_init_model
 
 
@@ -71,13 +72,11 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
                       if config.init_model else None)
 
     client = MlflowClient()
-    noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
     with tracked_run(config.experiment_name, parent_run_id, config.system_metrics) as run:
         run_id = run.info.run_id
         run_name = run_name_for(config, dataset)
         with phase("describe run"):
             describe_run(client, run_id, config.params(), {**run_tags(config, dataset, run_name), **(tags or {})})
-            datasets = record_run_inputs(client, run_id, config, dataset, run_name)
         with phase("build model"):
             # Seed after the run starts: MLflow draws a random run name from Python's `random` when
             # not under `mlflow run`, which would otherwise change the weights for the same seed.
@@ -85,25 +84,49 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
             with distribution_scope(config) as devices:
                 model = build_model(config, init_model)
             client.set_tag(run_id, "aetrack.devices", ",".join(devices))
-            describe_model(client, run_id, model)
-            arrays = training_arrays(dataset, noise)
-        with phase("fit"):
-            history = fit(model, arrays, config, client, run_id, callbacks)
-        with phase("evaluate"):
-            metrics = final_metrics(lambda x: model(x, training=False).numpy(), dataset.x_test, arrays.x_val,
-                                    dataset.y_test, noise, config.excluded_digits)
-            metrics.update(elbo_metrics(model, arrays))
-        with phase("log models"):
-            logged = log_models(model, config, dataset)
-            # After the models, at their step: MLflow then links each metric, with its dataset, to them.
-            mlflow.log_metrics(metrics, step=config.epochs, dataset=datasets.evaluation)
-        with phase("figures"):
-            log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
-        with phase("register models"):
-            versions = register_run_models(logged, config, run_id, dataset, metrics, run_name)  # last: only after success
-    result = TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
+        result = complete_run(client, run, run_name, config, dataset, model, phase, callbacks=callbacks)
     print(summary(result, mlflow.get_tracking_uri()), flush=True)
     return result
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where fitting starts: epoch 0 for a new run; a resumed run's checkpoint epoch, the steps it
+    has already logged and its loss history so far."""
+
+    epoch: int = 0
+    logged_through: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def complete_run(client: MlflowClient, run, run_name: str, config: TrainConfig, dataset: Dataset,
+                 model: keras.Model, phase: "PhaseTimer", start: StartPoint = StartPoint(),
+                 callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """The shared path of train and resume, inside the open run: record the inputs, fit from
+    `start`, evaluate, log the models, figures, register."""
+    run_id = run.info.run_id
+    noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
+    with phase("describe run"):
+        datasets = record_run_inputs(client, run_id, config, dataset, run_name)
+        describe_model(client, run_id, model)
+    with phase("build model"):
+        arrays = training_arrays(dataset, noise)
+    with phase("fit"):
+        fitted = fit(model, arrays, config, client, run_id, start.epoch, start.logged_through, callbacks)
+        history = {k: start.history.get(k, [])[:start.epoch] + values for k, values in fitted.items()}
+    with phase("evaluate"):
+        metrics = final_metrics(lambda x: model(x, training=False).numpy(), dataset.x_test, arrays.x_val,
+                                dataset.y_test, noise, config.excluded_digits)
+        metrics.update(elbo_metrics(model, arrays))
+    with phase("log models"):
+        logged = log_models(model, config, dataset)
+        # After the models, at their step: MLflow then links each metric, with its dataset, to them.
+        mlflow.log_metrics(metrics, step=config.epochs, dataset=datasets.evaluation)
+    with phase("figures"):
+        log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
+    with phase("register models"):
+        versions = register_run_models(logged, config, run_id, dataset, metrics, run_name)  # last: only after success
+    return TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
 
 
 class PhaseTimer:
@@ -177,29 +200,38 @@ def training_arrays(dataset: Dataset, noise: RunNoise | None) -> TrainingArrays:
 
 
 def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client: MlflowClient,
-        run_id: str, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, list[float]]:
-    """model.fit with aetrack's callbacks; the per-epoch history. Raise TrainingDiverged on NaN."""
-    # TerminateOnNaN stops at the first non-finite batch loss; raise_if_diverged then fails the run.
-    callbacks = [MetricsLogger(client, run_id, samples_per_epoch=len(arrays.x_train)),
+        run_id: str, initial_epoch: int = 0, logged_through: int = 0,
+        extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, list[float]]:
+    """model.fit from `initial_epoch` with aetrack's callbacks; the per-epoch history of the epochs
+    fitted. Raise TrainingDiverged on NaN. Steps up to `logged_through` are not logged again."""
+    batches, epoch_order = shuffled_batches(arrays.x_train, arrays.y_train, config.batch_size, config.seed)
+    # Order matters: the epoch's metrics and images are logged before its checkpoint (see
+    # CheckpointWriter); TerminateOnNaN stops at the first non-finite batch loss, and
+    # raise_if_diverged then fails the run.
+    callbacks = [epoch_order,
+                 MetricsLogger(client, run_id, samples_per_epoch=len(arrays.x_train), logged_through=logged_through),
                  keras.callbacks.TerminateOnNaN(),
-                 *image_loggers(client, run_id, config, arrays.x_val, arrays.y_val), *extra_callbacks]
+                 *image_loggers(client, run_id, config, arrays.x_val, arrays.y_val, logged_through),
+                 CheckpointWriter(client, run_id, config.checkpoint_every, config.epochs,
+                                  param_texts(config.params())),
+                 Heartbeat(client, run_id),
+                 *extra_callbacks]
     fitted = model.fit(
-        arrays.x_train,
-        arrays.y_train,
+        batches,
         epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
+        initial_epoch=initial_epoch,
+        shuffle=False,  # the batches are shuffled already, in an order fixed by (seed, epoch)
         validation_data=(arrays.x_val, arrays.y_val),
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
-    raise_if_diverged(history)
+    raise_if_diverged(history, first_epoch=initial_epoch + 1)
     return history
 
 
-def raise_if_diverged(history: dict[str, list[float]]) -> None:
-    for epoch, value in enumerate(history.get("loss", []), start=1):
+def raise_if_diverged(history: dict[str, list[float]], first_epoch: int = 1) -> None:
+    for epoch, value in enumerate(history.get("loss", []), start=first_epoch):
         if not np.isfinite(value):
             raise TrainingDiverged(
                 f"training diverged: loss became {value} in epoch {epoch}; lower learning_rate "

@@ -86,6 +86,7 @@ class FitTimer:
         self.drop_callbacks = drop_callbacks
         self.seconds: list[float] = []
         self.callback_seconds: list[float] = []  # per fit: time spent inside aetrack's callbacks
+        self.seconds_by_callback: list[dict[str, float]] = []  # per fit: the same, by callback class
         self.histories: list[dict[str, list[float]]] = []
 
     def __enter__(self) -> "FitTimer":
@@ -96,14 +97,17 @@ class FitTimer:
 
         def timed_fit(model, *args, **kwargs):
             if timer.drop_callbacks:
-                kwargs["callbacks"] = []
+                # EpochOrder is the data pipeline (each epoch's batch order), not tracking: it stays.
+                kwargs["callbacks"] = [c for c in kwargs.get("callbacks") or [] if type(c).__name__ == "EpochOrder"]
             spent = [0.0]
+            by_callback: dict[str, float] = {}
             for callback in kwargs.get("callbacks") or []:
-                _time_hooks(callback, spent)
+                _time_hooks(callback, spent, by_callback)
             started = time.perf_counter()
             history = original(model, *args, **kwargs)
             timer.seconds.append(time.perf_counter() - started)
             timer.callback_seconds.append(spent[0])
+            timer.seconds_by_callback.append(by_callback)
             timer.histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})
             return history
 
@@ -116,8 +120,9 @@ class FitTimer:
         keras.Model.fit = self._original
 
 
-def _time_hooks(callback, spent: list[float]) -> None:
-    """Wrap the hooks this callback overrides so their time adds up in spent[0]."""
+def _time_hooks(callback, spent: list[float], by_callback: dict[str, float] | None = None) -> None:
+    """Wrap the hooks this callback overrides so their time adds up in spent[0] (and, by callback
+    class name, in `by_callback`)."""
     import keras
 
     for name in dir(keras.callbacks.Callback):
@@ -130,7 +135,11 @@ def _time_hooks(callback, spent: list[float]) -> None:
             try:
                 return _hook(*args, **kwargs)
             finally:
-                spent[0] += time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                spent[0] += seconds
+                if by_callback is not None:
+                    name = type(callback).__name__
+                    by_callback[name] = by_callback.get(name, 0.0) + seconds
 
         setattr(callback, name, timed)
 

@@ -4,6 +4,7 @@ with tracking on and with its callbacks off, alternating, several repetitions.
     python benchmarks/speed.py                       # 3 epochs x 3 repetitions on real MNIST
     python benchmarks/speed.py --setting spe100:steps_per_execution=100 --setting spe1:steps_per_execution=1
     python benchmarks/speed.py --architecture conv   # the same comparison for another architecture
+    python benchmarks/speed.py --setting nockpt:checkpoint_every=0    # what checkpoints cost
 
 Every aetrack variant goes through `aetrack.train.train(config)` (a real SQLite tracking store in
 a temp dir); only the `keras.Model.fit` call inside it is timed. `--setting NAME:field=value,...`
@@ -71,10 +72,10 @@ def plain_keras_fit(args, dataset, seed: int = 0) -> tuple[float, list[float]]:
     started = time.perf_counter()
     history = model.fit(dataset.x_train, dataset.x_train, epochs=args.epochs, batch_size=args.batch_size,
                         shuffle=True, validation_data=(dataset.x_test, dataset.x_test), verbose=0)
-    return time.perf_counter() - started, [float(v) for v in history.history["loss"]], 0.0
+    return time.perf_counter() - started, [float(v) for v in history.history["loss"]], 0.0, {}
 
 
-def aetrack_fit(args, overrides: dict, tracked: bool) -> tuple[float, list[float], float]:
+def aetrack_fit(args, overrides: dict, tracked: bool) -> tuple[float, list[float], float, dict[str, float]]:
     """aetrack's real train(); only its model.fit call is timed (callbacks dropped if untracked)."""
     from aetrack.config import TrainConfig
     from aetrack.train import train
@@ -86,7 +87,7 @@ def aetrack_fit(args, overrides: dict, tracked: bool) -> tuple[float, list[float
     # aetrack's console output (per-epoch lines, run summary) would bury the benchmark's own.
     with harness.FitTimer(drop_callbacks=not tracked) as timer, contextlib.redirect_stdout(io.StringIO()):
         train(TrainConfig(**values))
-    return timer.seconds[0], timer.histories[0]["loss"], timer.callback_seconds[0]
+    return timer.seconds[0], timer.histories[0]["loss"], timer.callback_seconds[0], timer.seconds_by_callback[0]
 
 
 def time_help(reps: int) -> float:
@@ -142,16 +143,19 @@ def main(argv=None) -> None:
           f"{args.reps} repetitions, variants alternate", flush=True)
     seconds: dict[str, list[float]] = {name: [] for name, _ in variants}
     callback_share: list[float] = []  # tracked runs: time inside callbacks / the rest of the fit
+    checkpoint_share: list[float] = []  # tracked runs: time writing checkpoints / the rest of the fit
     losses: dict[str, list[float]] = {}
     with harness.tracking_store():
         for rep in range(args.reps):
             # Rotate the order so no variant always runs first (warm caches) or last.
             order = variants[rep % len(variants):] + variants[: rep % len(variants)]
             for name, run in order:
-                fit_seconds, loss, in_callbacks = run()
+                fit_seconds, loss, in_callbacks, by_callback = run()
                 seconds[name].append(fit_seconds)
                 if name == "aetrack_tracked":
                     callback_share.append(in_callbacks / (fit_seconds - in_callbacks))
+                    in_checkpoints = by_callback.get("CheckpointWriter", 0.0)
+                    checkpoint_share.append(in_checkpoints / (fit_seconds - in_checkpoints))
                 losses[name] = loss
                 print(f"rep {rep + 1} {name}: fit {fit_seconds:.2f} s, loss {' '.join(f'{v:.4f}' for v in loss)}",
                       flush=True)
@@ -167,6 +171,8 @@ def main(argv=None) -> None:
     print(f"tracking_overhead_percent: {100 * overhead:.1f}")
     # The same overhead measured directly (time inside the callbacks), far less noisy on a busy machine.
     print(f"callback_time_percent: {100 * harness.median(callback_share):.1f}")
+    # Of which checkpoints (default checkpoint_every=1: one per epoch), as a share of the fit without them.
+    print(f"checkpoint_time_percent: {100 * harness.median(checkpoint_share):.1f}")
     if baseline:
         print(f"tracked_to_plain_ratio: {medians['aetrack_tracked'] / baseline:.3f}")
 

@@ -43,6 +43,8 @@ def test_speed_tiny(tiny_npz):
     assert figure(out, "tracking_overhead_percent") == pytest.approx(100 * (tracked / untracked - 1), abs=1.0)
     # Tracked runs log metrics and images to MLflow every epoch: time inside the callbacks is real.
     assert figure(out, "callback_time_percent") > 0
+    # ... of which writing a checkpoint every epoch (the default) is a part.
+    assert 0 < figure(out, "checkpoint_time_percent") < figure(out, "callback_time_percent")
     assert 0 < figure(out, "aetrack_help_seconds") < 30
     assert figure(out, "matmul_peak_gflops") > 0
 

@@ -16,7 +16,7 @@ import click
 from aetrack import __version__
 from aetrack.cli.models import MODEL_COMMANDS
 from aetrack.cli.runs import RUN_COMMANDS
-from aetrack.cli.train import sweep, train
+from aetrack.cli.train import resume, sweep, train
 from aetrack.errors import EXIT_OK, EXIT_USAGE, Interrupted, describe
 from aetrack.quiet import quiet_tensorflow
 
@@ -30,6 +30,7 @@ def cli(debug: bool) -> None:
 
 cli.add_command(train)
 cli.add_command(sweep)
+cli.add_command(resume)
 for _command in (*MODEL_COMMANDS, *RUN_COMMANDS):
     cli.add_command(_command)
 

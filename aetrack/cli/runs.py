@@ -1,4 +1,4 @@
-"""`aetrack compare`: commands that read runs back from the tracking store."""
+"""`aetrack compare`, `aetrack runs`: commands that read runs back from the tracking store."""
 
 from __future__ import annotations
 
@@ -27,4 +27,20 @@ def compare(run_ids_args: tuple[str, ...], experiment: str, run_ids: tuple[str, 
     click.echo(f"wrote {png}")
 
 
-RUN_COMMANDS = (compare,)
+@click.command(short_help="List runs; --stale: RUNNING runs whose process is gone.")
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True, help="Experiment to list.")
+@click.option("--stale", is_flag=True, help="Only RUNNING runs whose training process is gone.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="With --stale: a run on another host is stale after this many seconds without a heartbeat.")
+@click.option("--mark-failed", is_flag=True, help="With --stale: end the stale runs FAILED (tag aetrack.failure says why).")
+def runs(experiment: str, stale: bool, timeout: float, mark_failed: bool) -> None:
+    """List the experiment's runs (id, status, last heartbeat, name); with --stale only the RUNNING
+    runs left behind by a dead process, which `aetrack resume` can continue or --mark-failed ends."""
+    if mark_failed and not stale:
+        raise click.UsageError("--mark-failed needs --stale (it only ends stale runs)")
+    from aetrack.runs import list_runs
+
+    click.echo(list_runs(experiment, stale, timeout, mark_failed))
+
+
+RUN_COMMANDS = (compare, runs)

@@ -1,5 +1,6 @@
 """`aetrack train basic|denoise` and `aetrack sweep basic|denoise`: one option per TrainConfig (and
-SweepConfig) field, checked before TensorFlow loads."""
+SweepConfig) field, checked before TensorFlow loads; `aetrack resume RUN_ID`: continue a run that
+stopped early."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import functools
 
 import click
 
-from aetrack.config import (DEFAULT_EXPERIMENT, ENTRY_POINTS, SweepConfig, TrainConfig, parse_value, sweep_params,
-                            training_params)
+from aetrack.config import (DEFAULT_EXPERIMENT, ENTRY_POINTS, RUN_ID_PATTERN, SweepConfig, TrainConfig, parse_value,
+                            sweep_params, training_params)
 from aetrack.errors import ConfigError, UsageError
 
 SUMMARIES = {
@@ -73,17 +74,12 @@ def _train_command(entry_point: str) -> click.Command:
 
         given = {k: v for k, v in values.items() if v is not None}
         config = TrainConfig(entry_point=entry_point, experiment_name=experiment_name, **given).validated()
+        if config.resume_run_id:  # `mlflow run -P resume_run_id=...`: the run's own params decide
+            _resume(config.resume_run_id)
+            return
         # A bad dataset file (numpy only) or an unusable store fails in a second, before TensorFlow loads.
         dataset = dataset_for(config)
-        import mlflow
-
-        from aetrack.tracking.run import check_tracking_store
-
-        check_tracking_store(mlflow.get_tracking_uri())
-
-        from aetrack.quiet import load_tensorflow
-
-        load_tensorflow()  # before aetrack.train imports it: quietly, unless --debug
+        check_store_then_load_tensorflow()
         from aetrack.train import train as run_training
 
         run_training(config, dataset)
@@ -91,6 +87,19 @@ def _train_command(entry_point: str) -> click.Command:
     summary = SUMMARIES[entry_point]
     return click.Command(entry_point, callback=run, params=[*training_options(entry_point), _experiment_option()],
                          help=summary, short_help=summary)
+
+
+def check_store_then_load_tensorflow() -> None:
+    """An unusable tracking store fails in a second, before TensorFlow loads; then TensorFlow loads
+    quietly (its start-up lines kept off the terminal unless --debug)."""
+    import mlflow
+
+    from aetrack.tracking.run import check_tracking_store
+
+    check_tracking_store(mlflow.get_tracking_uri())
+    from aetrack.quiet import load_tensorflow
+
+    load_tensorflow()
 
 
 def _experiment_option() -> click.Option:
@@ -128,12 +137,7 @@ def _sweep_command(entry_point: str) -> click.Command:
         space = parse_search([settings.search], entry_point)
         check_metric(settings.metric, entry_point, config.exclude_digits)
         dataset = None if searches_data(space) else dataset_for(config)
-        import mlflow
-
-        from aetrack.tracking.run import check_tracking_store
-
-        check_tracking_store(mlflow.get_tracking_uri())
-
+        check_store_then_load_tensorflow()
         from aetrack.sweep import run_sweep
 
         run_sweep(config, settings, space, dataset)
@@ -147,3 +151,23 @@ def _sweep_command(entry_point: str) -> click.Command:
 
 for _entry_point in ENTRY_POINTS:
     sweep.add_command(_sweep_command(_entry_point))
+
+
+@click.command(short_help="Continue a run that stopped early from its last checkpoint.")
+@click.argument("run_id")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="A RUNNING run on another host counts as stopped after this many seconds without a heartbeat.")
+def resume(run_id: str, timeout: float) -> None:
+    """Continue run RUN_ID (KILLED, FAILED, or RUNNING with its process gone) from its last
+    checkpoint, as the same run, with its own params; it ends with the usual evaluation, figures
+    and registration."""
+    if not RUN_ID_PATTERN.match(run_id):
+        raise ConfigError("RUN_ID", run_id, "an MLflow run id (32 hex digits)")
+    _resume(run_id, timeout)
+
+
+def _resume(run_id: str, timeout: float = 600.0) -> None:
+    check_store_then_load_tensorflow()
+    from aetrack.resume import resume as resume_run
+
+    resume_run(run_id, timeout)

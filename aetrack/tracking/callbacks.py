@@ -2,7 +2,9 @@
 
 Step k is the state after k epochs (step 1 is the end of the first epoch), matching Keras' own
 "Epoch 1/10" and the tutorial's loss table. Images are also logged at step 0, the untrained model,
-because the MLflow UI's image grid opens every card at step 0.
+because the MLflow UI's image grid opens every card at step 0. A resumed run re-trains the epochs
+after its checkpoint; `logged_through` (the last step the run already has) keeps those steps from
+being logged twice.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from mlflow.tracking import MlflowClient
 from aetrack import images
 from aetrack.models import decoder_of, encoder_of
 from aetrack.tracking.background import BackgroundCalls
+from aetrack.tracking.checkpoints import artifact_repository, capture_checkpoint, store_checkpoint
+from aetrack.tracking.liveness import heartbeat
+
+CODES_WHITE_TAG = "aetrack.latent_codes_white"
 
 # Draws from the prior decoded into the per-epoch `samples` image of a vae run.
 PRIOR_SAMPLES = 32
@@ -27,11 +33,12 @@ class MetricsLogger(keras.callbacks.Callback):
     (`loss`, `val_loss`, and what the model adds, e.g. a vae's `reconstruction_loss`, `kl_loss`
     and their `val_` versions) once per epoch."""
 
-    def __init__(self, client: MlflowClient, run_id: str, samples_per_epoch: int):
+    def __init__(self, client: MlflowClient, run_id: str, samples_per_epoch: int, logged_through: int = 0):
         super().__init__()
         self.client = client
         self.run_id = run_id
         self.samples_per_epoch = samples_per_epoch
+        self.logged_through = logged_through
         self._epoch_started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -48,6 +55,8 @@ class MetricsLogger(keras.callbacks.Callback):
                 values[key] = float(value)
         now = int(time.time() * 1000)
         step = epoch + 1
+        if step <= self.logged_through:
+            return
         BackgroundCalls.for_run(self.run_id).submit(
             self.client.log_batch, self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()]
         )
@@ -72,6 +81,8 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         originals: np.ndarray,
         every: int = 1,
         noisy_inputs: bool = False,
+        code_scale: float | None = None,
+        logged_through: int = 0,
     ):
         super().__init__()
         self.client = client
@@ -80,11 +91,12 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         self.originals = originals
         self.every = every
         self.noisy_inputs = noisy_inputs
-        self.code_scale: float | None = None  # fixed at the first trained epoch
+        self.code_scale = code_scale  # fixed at the first trained epoch (a resumed run reads it back)
+        self.logged_through = logged_through
         self._untrained_codes: np.ndarray | None = None  # step 0's codes, drawn once the scale is known
 
     def on_train_begin(self, logs=None):
-        if self.every <= 0:
+        if self.every <= 0 or self.logged_through > 0:  # a resumed run has its step 0 already
             return
         outputs, codes = self._outputs_and_codes()
         self._submit(key="reconstruction", grid=self._reconstruction_grid(outputs), step=0)
@@ -94,7 +106,7 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
-        if self.every <= 0 or step % self.every:
+        if self.every <= 0 or step % self.every or step <= self.logged_through:
             return
         outputs, codes = self._outputs_and_codes()
         self._submit(key="reconstruction", grid=self._reconstruction_grid(outputs), step=step)
@@ -102,7 +114,7 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
             self.code_scale = images.code_scale(codes)
             # Say what white means, once, so a reader of the images can read the codes' values.
             BackgroundCalls.for_run(self.run_id).submit(
-                self.client.set_tag, self.run_id, "aetrack.latent_codes_white", f"{self.code_scale:.6g}")
+                self.client.set_tag, self.run_id, CODES_WHITE_TAG, f"{self.code_scale:.6g}")
             if self._untrained_codes is not None:
                 self._submit(key="latent_codes", grid=images.latent_codes_grid(self._untrained_codes,
                                                                                 self.code_scale), step=0)
@@ -134,20 +146,22 @@ class PriorSamplesLogger(keras.callbacks.Callback):
     decoder's images for a fixed set of draws from the prior N(0, I) (the same draws every epoch,
     so the step slider shows generation improving)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, codes: np.ndarray, every: int = 1):
+    def __init__(self, client: MlflowClient, run_id: str, codes: np.ndarray, every: int = 1,
+                 logged_through: int = 0):
         super().__init__()
         self.client = client
         self.run_id = run_id
         self.codes = np.ascontiguousarray(codes, dtype=np.float32)
         self.every = every
+        self.logged_through = logged_through
 
     def on_train_begin(self, logs=None):
-        if self.every > 0:
+        if self.every > 0 and self.logged_through == 0:
             self._log(step=0)
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
-        if self.every > 0 and step % self.every == 0:
+        if self.every > 0 and step % self.every == 0 and step > self.logged_through:
             self._log(step)
 
     def on_train_end(self, logs=None):
@@ -165,20 +179,64 @@ def prior_draws(count: int, code_size: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, code_size)).astype(np.float32)
 
 
-def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray) -> list:
+def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray,
+                  logged_through: int = 0) -> list:
     """The per-epoch image callbacks for a run: none when `config.image_every` is 0, else one
     logger on the seeded sample of `config.image_samples` test images (`inputs` are what the model
-    sees, noisy when denoising; `originals` the clean images)."""
+    sees, noisy when denoising; `originals` the clean images), and for a vae the prior samples."""
     if config.image_every == 0:
         return []
     sample = images.sample_indices(len(inputs), config.image_samples, config.seed)
+    white = client.get_run(run_id).data.tags.get(CODES_WHITE_TAG) if logged_through else None
     loggers: list[keras.callbacks.Callback] = [
         ReconstructionImageLogger(
             client, run_id, inputs[sample], originals[sample], every=config.image_every,
-            noisy_inputs=config.denoising,
+            noisy_inputs=config.denoising, code_scale=float(white) if white else None,
+            logged_through=logged_through,
         )
     ]
     if config.architecture == "vae":
         codes = prior_draws(PRIOR_SAMPLES, config.code_size, config.seed)
-        loggers.append(PriorSamplesLogger(client, run_id, codes, every=config.image_every))
+        loggers.append(PriorSamplesLogger(client, run_id, codes, every=config.image_every,
+                                          logged_through=logged_through))
     return loggers
+
+
+class Heartbeat(keras.callbacks.Callback):
+    """Tags the run `aetrack.heartbeat` (UTC) after every epoch: `aetrack runs --stale` reads it."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+
+    def on_epoch_end(self, epoch, logs=None):
+        heartbeat(self.client, self.run_id)
+
+
+class CheckpointWriter(keras.callbacks.Callback):
+    """Every `every` epochs (and after the last), stores a checkpoint in the run's artifacts.
+
+    The state is captured here, at the end of the epoch; storing it is queued on the run's
+    background thread behind the same epoch's metrics and images, so a checkpoint never lands
+    before its epoch's logs: a crash between them leaves the epoch logged but not checkpointed, and
+    the resumed run re-trains it without logging it again.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, every: int, epochs: int, params: dict[str, str]):
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+        self.every = every
+        self.epochs = epochs
+        self.run_params = params  # not `params`: Keras sets that attribute on every callback
+        self.repository = artifact_repository(client, run_id)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        if self.every > 0 and (step % self.every == 0 or step == self.epochs):
+            snapshot = capture_checkpoint(self.model, step, self.run_params)
+            BackgroundCalls.for_run(self.run_id).submit(store_checkpoint, self.repository, snapshot)
+
+    def on_train_end(self, logs=None):
+        BackgroundCalls.for_run(self.run_id).wait()

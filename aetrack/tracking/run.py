@@ -24,9 +24,10 @@ PROBE_TIMEOUT_S = 5.0
 
 
 @contextmanager
-def tracked_run(experiment_name: str, parent_run_id: str | None = None,
-                system_metrics: bool = False) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
-    """Start (or, under `mlflow run`, join) the run; end it FINISHED, FAILED or KILLED.
+def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_metrics: bool = False,
+                resume_run_id: str | None = None) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
+    """Start (or, under `mlflow run`, join; or, given `resume_run_id`, reopen) the run; end it
+    FINISHED, FAILED or KILLED.
 
     With `parent_run_id` (a sweep's trial) a new run is nested under that run, in its experiment.
     With `system_metrics`, MLflow samples CPU, memory (and GPU) use into `system/*` metrics while
@@ -35,7 +36,7 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None,
     import mlflow
     from mlflow.entities import RunStatus
 
-    outer_run_id = parent_run_id or os.environ.get("MLFLOW_RUN_ID")
+    outer_run_id = resume_run_id or parent_run_id or os.environ.get("MLFLOW_RUN_ID")
     if outer_run_id:
         # Under `mlflow run` the run already exists, in the experiment that command chose.
         experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
@@ -43,8 +44,8 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None,
     else:
         mlflow.set_experiment(experiment_name)
     # parent_run_id sets the `mlflow.parentRunId` tag that the MLflow UI nests children by;
-    # log_system_metrics None lets MLflow's own environment variable decide.
-    run = mlflow.start_run(parent_run_id=parent_run_id, nested=parent_run_id is not None,
+    # log_system_metrics None lets MLflow's own environment variable decide; run_id reopens a run.
+    run = mlflow.start_run(run_id=resume_run_id, parent_run_id=parent_run_id, nested=parent_run_id is not None,
                            log_system_metrics=True if system_metrics else None)
     try:
         with _signals(_raise_interrupted):
@@ -72,20 +73,28 @@ def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str,
     import tensorflow as tf
     from mlflow.entities import Param, RunTag
 
+    from aetrack.tracking.liveness import owner_tags
+
     tags = {
         **tags,
+        **owner_tags(),
         "aetrack.version": __version__,
         "tensorflow.version": tf.__version__,
         "keras.version": keras.__version__,
         "mlflow.version": mlflow.__version__,
     }
-    texts = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
+    texts = param_texts(params)
     already = client.get_run(run_id).data.params
     client.log_batch(
         run_id,
         params=[Param(k, v) for k, v in texts.items() if k not in already],
         tags=[RunTag(k, v) for k, v in tags.items()],
     )
+
+
+def param_texts(params: dict[str, object]) -> dict[str, str]:
+    """Params as MLflow stores them (text; booleans lower-case)."""
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
 
 
 def _end_run(status: str, reason: str) -> None:
