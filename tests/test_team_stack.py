@@ -100,8 +100,10 @@ def test_mlflow_run_lands_in_server_bucket_and_postgres(team_stack, project_runs
     keys = run_keys(team_stack, run.info.experiment_id, run_id)
     for key in ("reconstruction", "latent_codes"):
         steps = sorted(int(m.group(1)) for k in keys if (m := re.match(rf"images/{key}\+step\+(\d+)\+.*\.png$", k)))
-        assert steps == list(range(1, EPOCHS + 1)), keys
+        assert steps == list(range(0, EPOCHS + 1)), keys  # step 0: the untrained model
     assert "figures/loss_curves.png" in keys
+    # The resume checkpoint goes to the bucket too, so a run on the server can be resumed anywhere.
+    assert {"checkpoints/latest.json", f"checkpoints/epoch-{EPOCHS}/state.npz"} <= set(keys), keys
     listed = {a.path for a in client.list_artifacts(run_id, "figures")}
     assert "figures/loss_curves.png" in listed
     png = team_stack.s3_client().get_object(
@@ -311,7 +313,7 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
             assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, epochs + 1))
         keys = run_keys(team_stack, run.info.experiment_id, run_id)
         steps = sorted(int(m.group(1)) for k in keys if (m := re.match(r"images/reconstruction\+step\+(\d+)\+.*\.png$", k)))
-        assert steps == list(range(1, epochs + 1))
+        assert steps == list(range(0, epochs + 1))  # step 0: the untrained model
         assert len(client.search_model_versions("name = 'aetrack-restart-autoencoder'")) == 1
     else:
         assert run.info.status == "FAILED"
