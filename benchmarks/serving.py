@@ -1,9 +1,10 @@
-"""Serving latency, side by side: the same trained autoencoder logged the way aetrack logs it
-(pyfunc through `aetrack_keras_pyfunc`, a direct call) and the way MLflow's Keras flavor logs it by
-default (pyfunc through `model.predict`), each served by a real `mlflow models serve --env-manager
-local` on 127.0.0.1. Requests alternate between the two servers; p50/p90 over `--requests`
-requests of 1 image and of 256 images. Also checks that `mlflow models predict` (no `-o`) prints
-JSON that parses.
+"""Serving latency, side by side, for the same trained autoencoder:
+- logged the way aetrack logs it (pyfunc through `aetrack_keras_pyfunc`, a direct call) and the way
+  MLflow's Keras flavor logs it by default (pyfunc through `model.predict`), each served by a real
+  `mlflow models serve --env-manager local`;
+- served by `aetrack serve`, with MLflow's JSON protocol and with .npy bodies.
+All on 127.0.0.1; requests rotate between the endpoints; p50/p90 over `--requests` requests of 1
+image and of 256 images. Also checks that `mlflow models predict` (no `-o`) prints JSON that parses.
 
     python benchmarks/serving.py [--data PATH] [--requests 200]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
 import statistics
 import subprocess
@@ -53,41 +55,50 @@ def main(argv: list[str] | None = None) -> dict:
         models = {"aetrack (direct call)": "models:/bench-autoencoder/1",
                   "mlflow.keras default (predict)": "models:/bench-predict-autoencoder/1"}
         images = np.resize(load_dataset(args.data, 1, args.test_samples).x_test, (max(BATCHES), 784))
-        payloads = {n: json.dumps({"inputs": images[:n].tolist()}).encode() for n in BATCHES}
-
         figures: dict[str, dict] = {}
         for label, model_uri in models.items():
-            figures[label] = {"predict_stdout_is_json": predict_stdout_is_json(model_uri, uri, root, images[:3])}
-        servers = {label: start_server(model_uri, uri, root) for label, model_uri in models.items()}
+            figures[f"mlflow serve, {label}"] = {
+                "predict_stdout_is_json": predict_stdout_is_json(model_uri, uri, root, images[:3])}
+        servers = {f"mlflow serve, {label}": start_server(mlflow_serve(model_uri), uri, root)
+                   for label, model_uri in models.items()}
+        servers["aetrack serve"] = start_server(aetrack_serve("models:/bench-autoencoder/1"), uri, root)
         try:
             ports = {label: wait_ready(*server) for label, server in servers.items()}
+            # (label, port, wire format): every server gets JSON; aetrack serve also .npy bodies.
+            endpoints = [(f"{label} (JSON)", port, "json") for label, port in ports.items()]
+            endpoints.append(("aetrack serve (.npy)", ports["aetrack serve"], "npy"))
             for n in BATCHES:
-                times: dict[str, list[float]] = {label: [] for label in servers}
-                for label, port in ports.items():  # warm-up, not counted
-                    post(port, payloads[n])
+                bodies = {wire: request_body(images[:n], wire) for wire in ("json", "npy")}
+                times: dict[str, list[float]] = {label: [] for label, _, _ in endpoints}
+                for _, port, wire in endpoints:  # warm-up, not counted
+                    post(port, bodies[wire], wire)
                 for i in range(args.requests):
-                    order = list(ports) if i % 2 == 0 else list(reversed(ports))
-                    for label in order:
+                    order = endpoints if i % 2 == 0 else endpoints[::-1]
+                    for label, port, wire in order:
                         started = time.perf_counter()
-                        answer = post(ports[label], payloads[n])
+                        outputs = post(port, bodies[wire], wire)
                         times[label].append((time.perf_counter() - started) * 1000)
                         if i == 0:
-                            shape = np.asarray(answer["predictions"]).shape
-                            assert shape == (n, 784), (label, shape)
+                            assert outputs.shape == (n, 784), (label, outputs.shape)
                 for label, values in times.items():
-                    figures[label][f"p50_ms_{n}"] = statistics.median(values)
-                    figures[label][f"p90_ms_{n}"] = statistics.quantiles(values, n=10)[-1]
+                    figure = figures.setdefault(label.replace(" (JSON)", ""), {})
+                    figure[f"p50_ms_{n}"] = statistics.median(values)
+                    figure[f"p90_ms_{n}"] = statistics.quantiles(values, n=10)[-1]
         finally:
             for process, _, _ in servers.values():
                 stop_group(process)
 
-    print(f"\n{'model logged as':<32} {'p50 1 img':>10} {'p90 1 img':>10} {'p50 256':>10} {'p90 256':>10}  predict stdout JSON")
+    print(f"\n{'served by, model logged as':<48} {'p50 1 img':>10} {'p90 1 img':>10} {'p50 256':>10} {'p90 256':>10}"
+          "  predict stdout JSON")
     for label, f in figures.items():
-        print(f"{label:<32} {f['p50_ms_1']:>8.1f}ms {f['p90_ms_1']:>8.1f}ms {f['p50_ms_256']:>8.1f}ms "
-              f"{f['p90_ms_256']:>8.1f}ms  {'yes' if f['predict_stdout_is_json'] else 'no'}")
-    slow, fast = figures["mlflow.keras default (predict)"], figures["aetrack (direct call)"]
-    print(f"speed-up p50: {slow['p50_ms_1'] / fast['p50_ms_1']:.1f}x (1 image), "
-          f"{slow['p50_ms_256'] / fast['p50_ms_256']:.1f}x (256 images); {args.requests} requests each")
+        stdout_json = {True: "yes", False: "no"}.get(f.get("predict_stdout_is_json"), "-")
+        print(f"{label:<48} {f['p50_ms_1']:>8.1f}ms {f['p90_ms_1']:>8.1f}ms {f['p50_ms_256']:>8.1f}ms "
+              f"{f['p90_ms_256']:>8.1f}ms  {stdout_json}")
+    baseline = figures["mlflow serve, mlflow.keras default (predict)"]
+    for label in ("mlflow serve, aetrack (direct call)", "aetrack serve", "aetrack serve (.npy)"):
+        print(f"speed-up p50 over the mlflow.keras default, {label}: {baseline['p50_ms_1'] / figures[label]['p50_ms_1']:.1f}x"
+              f" (1 image), {baseline['p50_ms_256'] / figures[label]['p50_ms_256']:.1f}x (256 images)")
+    print(f"{args.requests} requests per endpoint and batch size")
     print("RESULT " + json.dumps(figures))
     return figures
 
@@ -106,14 +117,20 @@ def predict_stdout_is_json(model_uri: str, uri: str, root: Path, images) -> bool
         return False
 
 
-def start_server(model_uri: str, uri: str, root: Path):
+def mlflow_serve(model_uri: str):
+    return lambda port: [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+                         "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+
+
+def aetrack_serve(model_uri: str):
+    return lambda port: [sys.executable, "-m", "aetrack", "serve", "-m", model_uri, "-p", str(port)]
+
+
+def start_server(command, uri: str, root: Path):
     port = free_port()
     log = open(root / f"serve-{port}.log", "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=child_env(uri), cwd=root, start_new_session=True,
-    )
+    process = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT, env=child_env(uri), cwd=root,
+                               start_new_session=True)
     return process, port, log
 
 
@@ -134,19 +151,37 @@ def wait_ready(process: subprocess.Popen, port: int, log) -> int:
     raise RuntimeError(f"server on port {port} not ready after {STARTUP_SECONDS}s")
 
 
-def post(port: int, body: bytes) -> dict:
-    """One request on a new loopback connection (the server drops idle a new connection per request
-    after 5 s, which a busy machine reaches between requests)."""
+CONTENT_TYPES = {"json": "application/json", "npy": "application/x-npy"}
+
+
+def request_body(images, wire: str) -> bytes:
+    """The request, encoded once before timing (a client sending the same images again would too)."""
+    import numpy as np
+
+    if wire == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, images)
+        return buffer.getvalue()
+    return json.dumps({"inputs": images.tolist()}).encode()
+
+
+def post(port: int, body: bytes, wire: str):
+    """One request on a new loopback connection (MLflow's server drops a connection idle for 5 s,
+    which a busy machine reaches between requests); the outputs, decoded, as an array."""
+    import numpy as np
+
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+        connection.request("POST", "/invocations", body=body, headers={"Content-Type": CONTENT_TYPES[wire]})
         response = connection.getresponse()
         data = response.read()
     finally:
         connection.close()
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}: {data[:300]!r}")
-    return json.loads(data)
+    if wire == "npy":
+        return np.load(io.BytesIO(data))
+    return np.asarray(json.loads(data)["predictions"])
 
 
 if __name__ == "__main__":

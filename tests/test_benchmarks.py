@@ -124,9 +124,10 @@ def test_serving_tiny(tiny_npz):
     out = run_script("serving.py", "--data", tiny_npz, "--requests", 3, "--train-samples", 128,
                      "--test-samples", 16, timeout=600)
     result = json.loads(re.search(r"^RESULT (.*)$", out, re.MULTILINE).group(1))
-    assert set(result) == {"aetrack (direct call)", "mlflow.keras default (predict)"}
+    assert set(result) == {"mlflow serve, aetrack (direct call)", "mlflow serve, mlflow.keras default (predict)",
+                           "aetrack serve", "aetrack serve (.npy)"}
     for figures in result.values():
         assert 0 < figures["p50_ms_1"] <= figures["p90_ms_1"] and 0 < figures["p50_ms_256"] <= figures["p90_ms_256"]
     # aetrack's pyfunc prints only JSON on stdout; the Keras flavor's progress bars break it.
-    assert result["aetrack (direct call)"]["predict_stdout_is_json"] is True
-    assert result["mlflow.keras default (predict)"]["predict_stdout_is_json"] is False
+    assert result["mlflow serve, aetrack (direct call)"]["predict_stdout_is_json"] is True
+    assert result["mlflow serve, mlflow.keras default (predict)"]["predict_stdout_is_json"] is False

@@ -121,4 +121,23 @@ def sample(model_uri: str, count: int, output: str, seed: int) -> None:
     click.echo(f"aetrack: wrote {len(generated)} sampled images to {output}")
 
 
-MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score, sample)
+@click.command(short_help="Serve a model over HTTP (MLflow's JSON protocol, or .npy for fast batches).")
+@click.option("--model", "-m", "model_uri", help=_MODEL_HELP + "  [required]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=5001, show_default=True,
+              help="Port to bind (0: any free one).")
+def serve(model_uri: str, host: str, port: int) -> None:
+    """Answer POST /invocations with the model's outputs until Ctrl-C or SIGTERM.
+
+    A request is MLflow's JSON ({"inputs": [[...], ...]}, answered with {"predictions": ...}) or,
+    much faster for batches, a .npy body sent as Content-Type application/x-npy, answered with a
+    .npy of float32 outputs. GET /ping and /health answer 200 once the model is loaded.
+    """
+    from aetrack.serve import serve as serve_model
+
+    if not model_uri:
+        raise click.BadParameter("missing; expected a model URI (see --help)", param_hint="--model")
+    serve_model(model_uri, host, port, announce=lambda line: click.echo(line))
+
+
+MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score, sample, serve)
