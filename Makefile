@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 DATASET ?= mnist
 EPOCHS ?= 10
+# Test worker processes (pytest-xdist). Each one loads TensorFlow; 2 fits CI's 2 cores. 0 runs in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 # mlflow run starts `python -m aetrack ...`: put the venv first on PATH so that python is ours.
 export PATH := $(BIN):$(PATH)
 
@@ -27,11 +30,11 @@ denoise: setup
 		-P dataset=$(DATASET) -P epochs=$(EPOCHS)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # Everything but the tests marked slow (mlflow run, servers, signals, training in child processes).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ui: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000

@@ -3,7 +3,6 @@ once per session for the tests that only read them. Helpers live in tests/helper
 
 from __future__ import annotations
 
-import contextlib
 import os
 import types
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.data import SHARED_MNIST, write_npz
+from tests.helpers.stores import mlflow_pointed_at, session_store
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -49,13 +49,10 @@ def tracking(tmp_path, monkeypatch) -> str:
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield uri
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri("")
-    mlflow.set_registry_uri("")
+    with mlflow_pointed_at(uri):
+        yield uri
+        while mlflow.active_run():
+            mlflow.end_run()
 
 
 @pytest.fixture(scope="session")
@@ -72,55 +69,22 @@ def tiny_config(tiny_npz):
     return make
 
 
-@contextlib.contextmanager
-def _session_store(folder: Path):
-    """Point MLflow (this process) at a SQLite store in `folder`, cwd there, for a session fixture
-    to fill; afterwards restore the environment as it was."""
-    import mlflow
-
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
-                                            "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
-    cwd = os.getcwd()
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        os.environ.pop(key, None)
-    os.chdir(folder)  # artifacts (./mlruns) go next to the store
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield uri
-    finally:
-        os.chdir(cwd)
-        mlflow.set_tracking_uri("")
-        mlflow.set_registry_uri("")
-        for key, value in saved.items():  # after set_*_uri(""), which write these variables
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _enter_store(store, monkeypatch):
     """Make a session store this test's tracking store: URI for this process and children, cwd."""
-    import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", store.uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.chdir(store.folder)
-    mlflow.set_tracking_uri(store.uri)
-    mlflow.set_registry_uri(store.uri)
-    yield store
-    mlflow.set_tracking_uri("")
-    mlflow.set_registry_uri("")
+    with mlflow_pointed_at(store.uri):
+        yield store
 
 
 def _trained_store(tmp_path_factory, name: str, config) -> types.SimpleNamespace:
     from aetrack.train import train
 
     folder = tmp_path_factory.mktemp(name)
-    with _session_store(folder) as uri:
+    with session_store(folder) as uri:
         result = train(config)
     return types.SimpleNamespace(uri=uri, folder=folder, config=config, result=result)
 
@@ -165,7 +129,7 @@ def registered_store(tmp_path_factory, tiny_npz):
     from aetrack.train import train
 
     folder = tmp_path_factory.mktemp("registered")
-    with _session_store(folder) as uri:
+    with session_store(folder) as uri:
         common = dict(batch_size=32, code_size=8, train_samples=256, test_samples=32, dataset=str(tiny_npz),
                       image_samples=4, register=True, model_prefix="aetrack-test")
         results = [train(TrainConfig(epochs=1, **common)), train(TrainConfig(epochs=4, **common))]

@@ -12,7 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.config import ARCHITECTURES
-from tests.helpers.processes import REPO, free_port, run_aetrack, stop_group, subprocess_env, wait_for_http
+from tests.helpers.processes import REPO, free_port, stop_group, subprocess_env, wait_for_http
+from tests.helpers.stores import mlflow_pointed_at
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,9 @@ def step_images(client, run_id):
 def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch, real_mnist_small, architecture):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code_size = CODE_SIZES[architecture]
-    args = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "basic", "--env-manager", "local",
+    # The vae goes through `main`, the default entry point (an alias of basic); the others `-e basic`.
+    entry_point = "main" if architecture == "vae" else "basic"
+    args = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", entry_point, "--env-manager", "local",
             "--experiment-name", "aetrack", "-P", f"dataset={real_mnist_small}", "-P", "epochs=2",
             "-P", "train_samples=256", "-P", "test_samples=32", "-P", f"code_size={code_size}",
             "-P", f"architecture={architecture}", "-P", "image_samples=4", "-P", "model_prefix=arch"]
@@ -47,6 +50,7 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
     assert run.data.params["architecture"] == architecture
     assert run.data.tags["aetrack.architecture"] == architecture
     assert run.data.tags["mlflow.runName"].startswith(f"basic-{architecture}-")
+    assert run.data.tags["aetrack.entry_point"] == "basic"
 
     per_epoch = ["loss", "val_loss"]
     if architecture == "vae":
@@ -79,20 +83,13 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
         assert version.tags["architecture"] == architecture and version.run_id == run_id
         assert float(version.tags["test_bce"]) == pytest.approx(run.data.metrics["test_bce"])
     # The champion alias works the same for every architecture (`promote --if-better`).
-    import mlflow
 
     from aetrack.tracking.registry import promote
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    # Set in-process too: an earlier test's mlflow.set_tracking_uri("") would win over the variable.
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with mlflow_pointed_at(uri):
         promoted = promote("arch-autoencoder", if_better=True)
-    finally:
-        mlflow.set_tracking_uri("")
-        mlflow.set_registry_uri("")
     assert promoted.moved and str(promoted.version) == "1"
     assert str(client.get_model_version_by_alias("arch-autoencoder", "champion").version) == "1"
 
@@ -101,46 +98,68 @@ _LOAD_IN_A_FRESH_PROCESS = """
 import json, sys
 import numpy as np
 import aetrack
+from aetrack.cli import main
 from aetrack.use import sample
-prefix, images, out = sys.argv[1:4]
+images, folder = sys.argv[1:3]
 x = np.load(images)
-np.savez(out,
-         autoencoder=aetrack.load_model(f"models:/{prefix}-autoencoder/1").predict(x, verbose=0),
-         encoder=aetrack.load_model(f"models:/{prefix}-encoder/1").predict(x, verbose=0),
-         samples=sample(f"models:/{prefix}-decoder@candidate", out + ".samples.npy", count=5, seed=3))
+for prefix in sys.argv[3:]:
+    np.savez(f"{folder}/{prefix}.npz",
+             autoencoder=aetrack.load_model(f"models:/{prefix}-autoencoder/1").predict(x, verbose=0),
+             encoder=aetrack.load_model(f"models:/{prefix}-encoder/1").predict(x, verbose=0),
+             samples=sample(f"models:/{prefix}-decoder@candidate", f"{folder}/{prefix}.samples.npy", count=5, seed=3))
+try:  # the `aetrack sample` command itself, from the registered vae decoder
+    main(["sample", "--model", "models:/vae-decoder/1", "--count", "20", "--seed", "1", "--output",
+          f"{folder}/grid.png"])
+except SystemExit as exc:
+    print("sample exit", exc.code)
 print(json.dumps(sorted(sys.modules.keys() & {"aetrack.models.vae"})))
 """
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_registered_models_load_in_a_fresh_process_as_trained(tracking, tmp_path, real_mnist_small, architecture):
+def test_registered_models_load_in_a_fresh_process_as_trained(tracking, tmp_path, real_mnist_small):
+    """Every architecture's registered models, loaded in one fresh process, give what the trained
+    models gave in memory; the vae's decoder samples through `aetrack sample` and its autoencoder
+    serves with `mlflow models serve`."""
+    from PIL import Image
+
     from aetrack.config import TrainConfig
     from aetrack.data import load_dataset
     from aetrack.models import decoder_of, encoder_of
     from aetrack.train import train
 
-    code_size = CODE_SIZES[architecture]
-    result = train(TrainConfig(architecture=architecture, dataset=str(real_mnist_small), epochs=1, train_samples=256,
-                               test_samples=32, code_size=code_size, image_every=0, model_prefix=architecture))
+    models = {
+        architecture: train(TrainConfig(architecture=architecture, dataset=str(real_mnist_small), epochs=1,
+                                        train_samples=256, test_samples=32, code_size=CODE_SIZES[architecture],
+                                        image_every=0, checkpoint_every=0, model_prefix=architecture)).model
+        for architecture in ARCHITECTURES
+    }
     x = load_dataset(str(real_mnist_small), 1, 16).x_test
     np.save(tmp_path / "x.npy", x)
-    child = subprocess.run([sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS, architecture, str(tmp_path / "x.npy"),
-                            str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=300,
+    child = subprocess.run([sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS, str(tmp_path / "x.npy"), str(tmp_path),
+                            *ARCHITECTURES], capture_output=True, text=True, timeout=300,
                            env=subprocess_env(tracking), cwd=tmp_path)
     assert child.returncode == 0, child.stderr[-3000:]
+    lines = child.stdout.strip().splitlines()
     # Loading never needed aetrack's vae training code: the logged models are plain Keras layers.
-    assert json.loads(child.stdout.strip().splitlines()[-1]) == []
-    loaded = np.load(tmp_path / "out.npz")
-    model = result.model
-    np.testing.assert_allclose(loaded["autoencoder"], model(x, training=False).numpy(), atol=1e-5)
-    np.testing.assert_allclose(loaded["encoder"], encoder_of(model)(x, training=False).numpy(), atol=1e-5)
-    codes = np.random.default_rng(3).standard_normal((5, code_size)).astype(np.float32)
-    np.testing.assert_allclose(loaded["samples"], decoder_of(model)(codes, training=False).numpy(), atol=1e-5)
-    assert loaded["autoencoder"].shape == (16, 784) and loaded["encoder"].shape == (16, code_size)
-    if architecture == "vae":
-        _check_sample_command(tracking, tmp_path)
-        served = _serve_and_ask(tracking, tmp_path, "models:/vae-autoencoder/1", x[:4])
-        np.testing.assert_allclose(served, model(x[:4], training=False).numpy(), atol=1e-5)
+    assert json.loads(lines[-1]) == []
+    for architecture, model in models.items():
+        loaded = np.load(tmp_path / f"{architecture}.npz")
+        code_size = CODE_SIZES[architecture]
+        np.testing.assert_allclose(loaded["autoencoder"], model(x, training=False).numpy(), atol=1e-5)
+        np.testing.assert_allclose(loaded["encoder"], encoder_of(model)(x, training=False).numpy(), atol=1e-5)
+        codes = np.random.default_rng(3).standard_normal((5, code_size)).astype(np.float32)
+        np.testing.assert_allclose(loaded["samples"], decoder_of(model)(codes, training=False).numpy(), atol=1e-5)
+        assert loaded["autoencoder"].shape == (16, 784) and loaded["encoder"].shape == (16, code_size)
+
+    # `aetrack sample`: a PNG grid of 20 images, 8 to a row.
+    assert "sample exit 0" in lines and any("wrote 20 sampled images" in line for line in lines), child.stdout
+    with Image.open(tmp_path / "grid.png") as grid:
+        pixels = np.asarray(grid)
+    assert pixels.shape == (3 * 30 + 2, 8 * 30 + 2)  # 3 rows of 28-pixel tiles, 2-pixel separators
+    assert pixels[2:30, 2:30].std() > 0  # a decoded image, not a blank tile
+
+    served = _serve_and_ask(tracking, tmp_path, "models:/vae-autoencoder/1", x[:4])
+    np.testing.assert_allclose(served, models["vae"](x[:4], training=False).numpy(), atol=1e-5)
 
 
 def _serve_and_ask(uri, tmp_path, model_uri, x):
@@ -162,17 +181,3 @@ def _serve_and_ask(uri, tmp_path, model_uri, x):
     finally:
         stop_group(server)
         log.close()
-
-
-def _check_sample_command(uri, tmp_path):
-    """`aetrack sample` from the registered vae decoder: a PNG grid of 20 images, 8 to a row."""
-    from PIL import Image
-
-    out = run_aetrack("sample", "--model", "models:/vae-decoder/1", "--count", "20", "--seed", "1",
-                      "--output", tmp_path / "grid.png", uri=uri, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "wrote 20 sampled images" in out.stdout
-    with Image.open(tmp_path / "grid.png") as grid:
-        pixels = np.asarray(grid)
-    assert pixels.shape == (3 * 30 + 2, 8 * 30 + 2)  # 3 rows of 28-pixel tiles, 2-pixel separators
-    assert pixels[2:30, 2:30].std() > 0  # a decoded image, not a blank tile

@@ -22,24 +22,6 @@ def test_train_help_lists_every_parameter():
         assert option in out.stdout
 
 
-@pytest.mark.slow
-def test_cli_trains_and_tracks(tmp_path, tiny_npz):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = run_aetrack(
-        "train", "basic", "--epochs", "2", "--train-samples", "128", "--test-samples", "16",
-        "--code-size", "8", "--dataset", str(tiny_npz), "--register", "false", "--experiment-name", "cli",
-        uri=uri, cwd=tmp_path, timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "Epoch 2/2" in out.stdout and "aetrack: run finished" in out.stdout
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("cli").experiment_id])
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    assert runs[0].info.run_id in out.stdout
-    assert runs[0].data.params["train_samples"] == "128"
-    assert len(client.get_metric_history(runs[0].info.run_id, "val_loss")) == 2
-
-
 # Markers of TensorFlow's C++ start-up lines (oneDNN, CPU features, CUDA probing, absl).
 TF_STARTUP_MARKERS = ("oneDNN", "cpu_feature_guard", "tensorflow/core/", "absl::InitializeLog", "cuda")
 
@@ -61,22 +43,32 @@ def test_tensorflow_start_up_lines_are_off_unless_debug_or_set(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_normal_run_prints_no_tensorflow_start_up_line(tmp_path, tiny_npz):
+def test_cli_trains_tracks_and_prints_no_tensorflow_start_up_line(tmp_path, tiny_npz):
+    """`aetrack train` in a child process whose environment is a user's shell (no TF_CPP_MIN_LOG_LEVEL):
+    the run is tracked, and none of TensorFlow's C++ start-up lines reach the terminal."""
     import subprocess
     import sys
 
     from tests.helpers.processes import subprocess_env
 
-    env = subprocess_env(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = subprocess_env(uri)
     env.pop("TF_CPP_MIN_LOG_LEVEL")  # as a user's shell has it
     out = subprocess.run(
-        [sys.executable, "-m", "aetrack", "train", "basic", "--epochs", "1", "--train-samples", "64",
-         "--test-samples", "8", "--code-size", "4", "--image-every", "0", "--dataset", str(tiny_npz),
-         "--register", "false"],
-        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
+        [sys.executable, "-m", "aetrack", "train", "basic", "--epochs", "2", "--train-samples", "128",
+         "--test-samples", "16", "--code-size", "8", "--dataset", str(tiny_npz), "--register", "false",
+         "--experiment-name", "cli"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "aetrack: run finished" in out.stdout
+    assert "Epoch 2/2" in out.stdout and "aetrack: run finished" in out.stdout
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cli").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].info.run_id in out.stdout
+    assert runs[0].data.params["train_samples"] == "128"
+    assert len(client.get_metric_history(runs[0].info.run_id, "val_loss")) == 2
+
     noisy = [line for line in (out.stdout + out.stderr).splitlines()
              if any(marker in line for marker in TF_STARTUP_MARKERS)]
     assert noisy == []

@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 from aetrack.train import train
 from tests.helpers.errors import error_line
 from tests.helpers.imports import run_with_import_probe
-from tests.helpers.processes import run_aetrack
+from tests.helpers.processes import aetrack_in_process, run_aetrack
 
 
 def aetrack(*args, uri, cwd):
@@ -110,16 +110,16 @@ def test_compare_errors_are_one_line(tracking, tmp_path):
         (["--runs", good, crashed], f"invalid --runs: runs without metric 'test_bce': {crashed} (crashed)"),
     ]
     for args, expected in cases:
-        out = aetrack("compare", *args, "--output", str(tmp_path / "out"), uri=tracking, cwd=tmp_path)
+        out = aetrack_in_process("compare", *args, "--output", str(tmp_path / "out"), cwd=tmp_path)
         line = error_line(out, 2, only_line=True)
         assert expected in line, line
         assert not (tmp_path / "out").exists()  # nothing written
-    # A store that does not exist is reported, not created empty.
+    # A store that does not exist is reported, not created empty (the real command, in a child).
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     out = aetrack("compare", uri=missing, cwd=tmp_path)
     assert error_line(out, 2, only_line=True).startswith(f"aetrack: error: no tracking store at {missing}")
     assert not (tmp_path / "none.db").exists()
-    out = aetrack("compare", "--output", str(tmp_path / "file.txt"), uri=tracking, cwd=tmp_path)
+    out = aetrack_in_process("compare", "--output", str(tmp_path / "file.txt"), cwd=tmp_path)
     line = error_line(out, 2, only_line=True)
     assert "invalid --output" in line and "is a file" in line, line
     assert (tmp_path / "file.txt").read_text() == "x"

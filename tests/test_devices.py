@@ -1,6 +1,5 @@
 """`strategy=mirrored`: one run on two logical CPU devices (MirroredStrategy), for real."""
 
-import os
 import subprocess
 import sys
 

@@ -18,7 +18,7 @@ from aetrack.tracking.registry import PARTS, log_models, register_models
 from aetrack.train import train
 from aetrack.use import load_model
 from tests.helpers.errors import error_line
-from tests.helpers.processes import run_aetrack, subprocess_env
+from tests.helpers.processes import aetrack_in_process, run_aetrack, subprocess_env
 
 
 def _inputs(store, n=12):
@@ -220,6 +220,7 @@ def test_two_concurrent_runs_get_distinct_versions(tracking, tmp_path, tiny_npz)
 
 
 def promote_cli(*args, uri):
+    """The first call is the real command in a child process; the rest run `main` in this process."""
     return run_aetrack("promote", *args, uri=uri, timeout=120)
 
 
@@ -234,12 +235,12 @@ def test_promote_by_version_and_if_better(registered):
     out = promote_cli(name, "--if-better", uri=registered.uri)  # no champion yet: the candidate (2)
     assert out.returncode == 0, out.stderr
     assert champion() == "2" and "version 2" in out.stdout
-    out = promote_cli(name, "--version", "1", "--if-better", uri=registered.uri)  # worse: kept
+    out = aetrack_in_process("promote", name, "--version", "1", "--if-better")  # worse: kept
     assert out.returncode == 0 and "unchanged" in out.stdout and "not lower" in out.stdout
     assert champion() == "2"
-    out = promote_cli(name, "--version", "1", uri=registered.uri)  # forced
+    out = aetrack_in_process("promote", name, "--version", "1")  # forced
     assert out.returncode == 0 and champion() == "1" and "was version 2" in out.stdout
-    out = promote_cli(name, "--if-better", uri=registered.uri)  # the candidate beats it again
+    out = aetrack_in_process("promote", name, "--if-better")  # the candidate beats it again
     assert out.returncode == 0 and champion() == "2" and "test_bce" in out.stdout
     # Aliases only: no deprecated stages were touched.
     assert {v.current_stage for v in client.search_model_versions(f"name='{name}'")} <= {"None", None}
@@ -249,7 +250,7 @@ def test_promote_by_version_and_if_better(registered):
         ([name, "--version", "7"], "invalid --version 7: 'aetrack-test-autoencoder' has no version 7; expected one of 1, 2"),
         ([name], "give --version N or --if-better"),
     ):
-        line = error_line(promote_cli(*args, uri=registered.uri), 2, only_line=True)
+        line = error_line(aetrack_in_process("promote", *args), 2, only_line=True)
         assert expected in line, line
     assert champion() == "2"
 

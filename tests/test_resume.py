@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from aetrack.errors import Interrupted, ResumeError
 from tests.helpers.errors import error_line
-from tests.helpers.processes import REPO, logged_loss_points, run_aetrack, subprocess_env, wait_for
+from tests.helpers.processes import REPO, aetrack_in_process, logged_loss_points, run_aetrack, subprocess_env, wait_for
+from tests.helpers.stores import session_store
 
 # --- the batch order -----------------------------------------------------------------------------
 
@@ -304,12 +304,21 @@ def _wait_for_epochs(child: subprocess.Popen, db: Path, count: int) -> None:
     wait_for(logged, 240, f"{count} epochs to be logged", poll=0.05)
 
 
-def _check_resumed(uri: str, run_id: str, tiny_npz, steps_at_kill: list[int]) -> None:
-    """The run finished as itself: steps 1..5 once each, the uninterrupted run's losses, its own
-    registered versions only."""
+@pytest.fixture(scope="module")
+def uninterrupted_losses(tiny_npz, tmp_path_factory) -> list[float]:
+    """The FIVE_EPOCHS config never stopped, trained once here (same machine, same TensorFlow) in
+    its own store: the losses every resumed run must reproduce."""
     from aetrack.config import TrainConfig, parse_value
     from aetrack.train import train
 
+    values = {k: parse_value(k, v) for k, v in FIVE_EPOCHS.items()}
+    with session_store(tmp_path_factory.mktemp("uninterrupted")):
+        return train(TrainConfig(**{**values, "register": False}, dataset=str(tiny_npz))).history["loss"]
+
+
+def _check_resumed(uri: str, run_id: str, uninterrupted: list[float], steps_at_kill: list[int]) -> None:
+    """The run finished as itself: steps 1..5 once each, the uninterrupted run's losses, its own
+    registered versions only."""
     client = MlflowClient(uri, registry_uri=uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -321,26 +330,15 @@ def _check_resumed(uri: str, run_id: str, tiny_npz, steps_at_kill: list[int]) ->
         assert sorted(m.step for m in client.get_metric_history(run_id, key)) == [1, 2, 3, 4, 5]
     versions = client.search_model_versions()
     assert len(versions) == 3 and {v.run_id for v in versions} == {run_id}
-    # The same config never stopped, trained here (same machine, same TensorFlow) in another store.
-    import mlflow
-
-    values = {k: parse_value(k, v) for k, v in FIVE_EPOCHS.items()}
-    config = TrainConfig(**{**values, "register": False}, dataset=str(tiny_npz))
-    saved = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri.replace("mlflow.db", "baseline.db"))
-    try:
-        uninterrupted = train(config)
-    finally:
-        mlflow.set_tracking_uri(saved)
-    np.testing.assert_allclose([m.value for m in losses], uninterrupted.history["loss"], rtol=1e-6, atol=0)
-    print("max |resumed - uninterrupted| loss:",
-          max(abs(m.value - u) for m, u in zip(losses, uninterrupted.history["loss"])))
+    np.testing.assert_allclose([m.value for m in losses], uninterrupted, rtol=1e-6, atol=0)
+    print("max |resumed - uninterrupted| loss:", max(abs(m.value - u) for m, u in zip(losses, uninterrupted)))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number,status", [(signal.SIGKILL, "RUNNING"), (signal.SIGINT, "KILLED")],
                          ids=["SIGKILL", "SIGINT"])
-def test_killed_process_then_aetrack_resume(tmp_path, tiny_npz, monkeypatch, signal_number, status):
+def test_killed_process_then_aetrack_resume(tmp_path, tiny_npz, uninterrupted_losses, monkeypatch, signal_number,
+                                           status):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     args = ["train", "basic", "--dataset", str(tiny_npz)]
@@ -369,11 +367,11 @@ def test_killed_process_then_aetrack_resume(tmp_path, tiny_npz, monkeypatch, sig
     out = run_aetrack("resume", run_id, uri=uri, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"aetrack: resuming run {run_id} from epoch" in out.stdout
-    _check_resumed(uri, run_id, tiny_npz, steps)
+    _check_resumed(uri, run_id, uninterrupted_losses, steps)
 
 
 @pytest.mark.slow
-def test_mlflow_run_resume_run_id(tmp_path, tiny_npz, monkeypatch):
+def test_mlflow_run_resume_run_id(tmp_path, tiny_npz, uninterrupted_losses, monkeypatch):
     """SIGKILL to `mlflow run` and its aetrack child; `mlflow run -P resume_run_id=...` finishes the
     killed run. The second `mlflow run` makes its own run, tagged with the run it resumed."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -402,7 +400,7 @@ def test_mlflow_run_resume_run_id(tmp_path, tiny_npz, monkeypatch):
     out = subprocess.run(base + ["-P", f"resume_run_id={run_id}"], capture_output=True, text=True, timeout=400,
                          cwd=tmp_path, env=subprocess_env(uri))
     assert out.returncode == 0, out.stderr[-3000:]
-    _check_resumed(uri, run_id, tiny_npz, steps)
+    _check_resumed(uri, run_id, uninterrupted_losses, steps)
     [outer] = [r for r in client.search_runs([run.info.experiment_id]) if r.info.run_id != run_id]
     assert outer.data.tags["aetrack.resumes"] == run_id and outer.info.status == "FINISHED"
     assert client.get_run(run_id).data.tags["aetrack.resumed_by"] == outer.info.run_id
@@ -446,7 +444,8 @@ def test_resume_command_bad_input_is_one_line(tmp_path, tracking, tiny_config):
          "aetrack: error: cannot resume run 0123456789abcdef0123456789abcdef: no such run in "),
         (["resume", "not-a-run"], "aetrack: error: invalid RUN_ID 'not-a-run': expected an MLflow run id"),
     ]
-    for args, expected in cases:
-        out = run_aetrack(*args, uri=tracking, cwd=tmp_path)
+    for number, (args, expected) in enumerate(cases):
+        # The real command in a child process once; the CLI's `main` in this process for the rest.
+        out = run_aetrack(*args, uri=tracking, cwd=tmp_path) if number == 0 else aetrack_in_process(*args, cwd=tmp_path)
         assert error_line(out, 2).startswith(expected), out.stderr[-2000:]
     assert MlflowClient().get_run(finished).info.status == "FINISHED"

@@ -19,6 +19,7 @@ import yaml
 
 from tests.helpers.data import write_npz
 from tests.helpers.processes import REPO, run_aetrack, subprocess_env
+from tests.helpers.stores import mlflow_pointed_at
 from tests.helpers.team_stack import (
     bucket_keys,
     load_stack_module,
@@ -28,6 +29,9 @@ from tests.helpers.team_stack import (
     run_keys,
     running_stack,
 )
+
+# Under pytest-xdist (make test), every test of this file runs in one worker, so one stack serves them.
+pytestmark = pytest.mark.xdist_group("team_stack")
 
 EPOCHS = 2
 # Small and quick: a couple of seconds of fit per run on 2 busy cores.
@@ -142,7 +146,6 @@ np.savez(sys.argv[2], **out)
 
 @pytest.mark.slow
 def test_registry_aliases_promote_and_fresh_process_load(team_stack, project_runs, stack_data, tmp_path, monkeypatch):
-    import mlflow
 
     from aetrack.config import TrainConfig
     from aetrack.data import load_dataset
@@ -152,15 +155,10 @@ def test_registry_aliases_promote_and_fresh_process_load(team_stack, project_run
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", team_stack.tracking_uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(team_stack.tracking_uri)
-    mlflow.set_registry_uri(team_stack.tracking_uri)
-    try:
+    with mlflow_pointed_at(team_stack.tracking_uri):
         # This process trains the next version of aetrack-basic-*, after the `mlflow run` one.
         result = train(TrainConfig(epochs=3, batch_size=32, code_size=8, train_samples=256, test_samples=32,
                                    dataset=str(stack_data), image_samples=4, register=True))
-    finally:
-        mlflow.set_tracking_uri("")
-        mlflow.set_registry_uri("")
     client = client_for(team_stack)
     name = "aetrack-basic-autoencoder"
     versions = {v.run_id: v.version for v in client.search_model_versions(f"name = '{name}'")}
@@ -231,9 +229,12 @@ def test_four_concurrent_runs_all_finish_with_distinct_versions(team_stack, stac
     client = client_for(team_stack)
     experiment = client.get_experiment_by_name("concurrent")
     runs = client.search_runs([experiment.experiment_id])
-    everywhere = [(r.info.experiment_id, r.info.run_id, r.info.status, r.info.run_name)
-                  for r in client.search_runs([e.experiment_id for e in client.search_experiments()])]
-    assert sorted(m.group(2) for m in printed) == sorted(r.info.run_id for r in runs), (printed, everywhere)
+    # Seen once in a full suite (never alone): one printed run missing from this search. Say where it is.
+    missing = {m.group(2) for m in printed} - {r.info.run_id for r in runs}
+    where = [(run_id, client.get_run(run_id).info.experiment_id, client.get_run(run_id).info.status,
+              client.get_run(run_id).info.lifecycle_stage) for run_id in sorted(missing)]
+    assert not missing, f"experiment {experiment.experiment_id} lacks printed runs (id, experiment, status, stage): {where}"
+    assert len(printed) == len({m.group(2) for m in printed}) == 4
     assert {m.group(1) for m in printed} == {experiment.experiment_id}
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:

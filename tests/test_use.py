@@ -12,7 +12,7 @@ from aetrack.noise import add_noise
 from tests.helpers.data import synthetic_digits
 from tests.helpers.errors import error_line
 from tests.helpers.imports import run_with_import_probe
-from tests.helpers.processes import run_aetrack
+from tests.helpers.processes import aetrack_in_process, run_aetrack
 
 
 def aetrack(*args, uri, cwd, timeout=240):
@@ -169,8 +169,11 @@ def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
         (["denoise", "-m", encoder, "-i", "x.npy", "-o", "r.npy", "--add-noise", "-1"], "invalid --add-noise"),
         (["encode", "-m", encoder, "-o", "c.npy"], "invalid --input: missing; expected an input file"),
     ]
-    for args, expected in cases:
-        line = error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path), 2)
+    # The real command in a child process for the first case, the CLI's `main` in this process after.
+    line = error_line(aetrack(*cases[0][0], uri=registered.uri, cwd=tmp_path), 2)
+    assert cases[0][1] in line, line
+    for args, expected in cases[1:]:
+        line = error_line(aetrack_in_process(*args, cwd=tmp_path), 2)
         assert expected in line, line
     # These checks happen before TensorFlow, Keras or MLflow are imported.
     probed = run_with_import_probe("encode", "-m", "models:/x/1", "-i", "wide.npy", "-o", "c.npy",
@@ -183,7 +186,7 @@ def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
         (["encode", "-m", f"models:/{registered.prefix}-decoder/1", "-i", "x.npy", "-o", "c.npy"], "it takes 8 values"),
         (["encode", "-m", "models:/no-such-model/1", "-i", "x.npy", "-o", "c.npy"], "invalid --model 'models:/no-such-model/1': cannot load it ("),
     ):
-        line = error_line(aetrack(*args, uri=registered.uri, cwd=tmp_path), 2)
+        line = error_line(aetrack_in_process(*args, cwd=tmp_path), 2)
         assert expected in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.npy", "x.npy"]
 

@@ -1,7 +1,10 @@
-"""Child processes: environment, the `aetrack` CLI runner, free ports, waiting, stopping by pid."""
+"""Child processes: environment, the `aetrack` CLI runner (in a child, or in this process for
+suites of error cases), free ports, waiting, stopping by pid."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import socket
@@ -37,6 +40,23 @@ def run_aetrack(*args, uri: str | None = None, cwd=None, timeout: float = 240) -
     """The real `aetrack` command in a child process (`python -m aetrack ...`), output captured."""
     return subprocess.run([sys.executable, "-m", "aetrack", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=subprocess_env(uri), cwd=cwd)
+
+
+def aetrack_in_process(*args, cwd=None) -> subprocess.CompletedProcess:
+    """`aetrack ARGS` through the CLI's own `main` in this process: the same parsing, checks, error
+    lines and exit codes as the command, without a new interpreter loading TensorFlow and MLflow
+    again. For tables of error cases; each such test also runs one case in a real child process.
+    The store is this process's (a fixture's `tracking` or entered session store)."""
+    from aetrack.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return subprocess.CompletedProcess(["aetrack", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
 
 
 def free_port() -> int:
