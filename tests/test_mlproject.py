@@ -37,3 +37,18 @@ def test_mlflow_run_denoise_entry_point(tmp_path, tiny_npz):
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
     assert {"test_bce", "test_mse"} <= set(run.data.metrics)
     assert run.data.params["noise_factor"] == "0.3"
+
+
+def test_conda_yaml_pins_what_the_entry_points_import():
+    """`mlflow run` with conda, uv or virtualenv builds its environment from conda.yaml alone: every
+    package aetrack imports at run time must be there, at the version requirements.txt pins."""
+    import yaml
+
+    environment = yaml.safe_load((REPO / "conda.yaml").read_text())
+    [pip] = [entry["pip"] for entry in environment["dependencies"] if isinstance(entry, dict)]
+    conda_pins = dict(line.split("==") for line in pip)
+    requirement_pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
+                            if line and not line.startswith("#"))
+    runtime = {"tensorflow", "mlflow", "numpy", "click", "matplotlib", "optuna", "psutil"}
+    assert set(conda_pins) == runtime
+    assert {name: requirement_pins[name] for name in runtime} == conda_pins
