@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from aetrack.config import TrainConfig, parse_value
 from aetrack.data import dataset_for
+from aetrack.devices import DEVICES_TAG, distribution_scope, for_strategy
 from aetrack.errors import ConfigError, ResumeError
 from aetrack.tracking.checkpoints import read_checkpoint, restore
 from aetrack.tracking.liveness import DEFAULT_STALE_TIMEOUT_S, claim, is_stale, owner_tags
@@ -35,7 +36,7 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
     check_tracking_store(mlflow.get_tracking_uri())
     client = MlflowClient()
     run = resumable_run(client, run_id, timeout_s)
-    config = config_of(run)
+    config = for_strategy(config_of(run))  # a mirrored run resumes mirrored, with its steps_per_execution
     checkpoint = read_checkpoint(client, run_id)
     if checkpoint is None:
         raise ResumeError(f"cannot resume run {run_id}: it has no checkpoint (checkpoint_every="
@@ -55,8 +56,9 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config)
-    restore(model, checkpoint, run_id)  # raises ResumeError before anything is changed
+    with distribution_scope(config) as devices:  # the optimizer's variables too: restore builds them
+        model = build_model(config)
+        restore(model, checkpoint, run_id)  # raises ResumeError before anything is changed
 
     claim(client, run_id, timeout_s)
     outer_run_id = os.environ.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`: its own new run
@@ -65,7 +67,7 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
     phase = PhaseTimer()
     start = StartPoint(checkpoint.epoch, *logged_history(client, run_id))
     with tracked_run(config.experiment_name, resume_run_id=run_id) as reopened:
-        tags = {**owner_tags(), RESUMED_FROM_TAG: str(checkpoint.epoch)}
+        tags = {**owner_tags(), RESUMED_FROM_TAG: str(checkpoint.epoch), DEVICES_TAG: ",".join(devices)}
         if outer_run_id:
             tags[RESUMED_BY_TAG] = outer_run_id
         for key, value in tags.items():

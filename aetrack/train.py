@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from aetrack.batches import shuffled_batches
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
-from aetrack.devices import distribution_scope, for_strategy
+from aetrack.devices import DEVICES_TAG, distribution_scope, for_strategy
 from aetrack.errors import TrainingDiverged
 from aetrack.evaluation import final_metrics, negative_elbo
 from aetrack.models import build_autoencoder, compile_autoencoder, copy_weights, latent_moments
@@ -83,7 +83,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
             keras.utils.set_random_seed(config.seed)
             with distribution_scope(config) as devices:
                 model = build_model(config, init_model)
-            client.set_tag(run_id, "aetrack.devices", ",".join(devices))
+            client.set_tag(run_id, DEVICES_TAG, ",".join(devices))
         result = complete_run(client, run, run_name, config, dataset, model, phase, callbacks=callbacks)
     print(summary(result, mlflow.get_tracking_uri()), flush=True)
     return result

@@ -173,6 +173,29 @@ def test_resumed_run_matches_the_run_never_stopped(tracking, tiny_config, monkey
     assert len(client.search_model_versions()) == versions_before + 3 and len(new) == 3
 
 
+def test_a_mirrored_run_resumes_mirrored(tracking, tiny_config, monkeypatch):
+    """Resume builds and restores the model under the run's own strategy. (In this process TensorFlow
+    has one CPU device, so MirroredStrategy has one replica; test_devices.py splits the CPU in a child.)"""
+    import tensorflow as tf
+
+    from aetrack.resume import resume
+    from aetrack.train import train
+
+    config = tiny_config(epochs=2, strategy="mirrored", image_every=0)
+    client = MlflowClient()
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 1)
+        with pytest.raises(Interrupted):
+            train(config)
+    run_id = _only_run(client)
+    result = resume(run_id)
+    assert isinstance(result.model.distribute_strategy, tf.distribute.MirroredStrategy)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["steps_per_execution"] == "1"
+    assert run.data.tags["aetrack.devices"].endswith("device:CPU:0")
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]
+
+
 def _killed_run(client, tiny_config, monkeypatch, epochs: int = 3, **overrides) -> str:
     """A run of `epochs` epochs, KILLED by SIGINT after epoch 2 (checkpointed)."""
     from aetrack.train import train
