@@ -17,16 +17,41 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+# Tests that share one expensive session fixture and must run in one worker under pytest-xdist:
+# the team stack (PostgreSQL, SeaweedFS, mlflow server; its restart test stops the shared server).
+ONE_WORKER_FILES = ("tests/test_team_stack.py",)
+
+
+def _runs_in_one_worker(nodeid: str) -> bool:
+    return nodeid.startswith(tuple(f"{path}::" for path in ONE_WORKER_FILES))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Longest first: the team stack's tests (one xdist group, about 4 minutes on one worker), then
-    the other slow ones, then the rest, each in file order. Under xdist the run then ends on short
-    tests shared by both workers instead of one worker finishing the stack alone."""
+    """Longest first: the team stack's tests (about 4 minutes on one worker), then the other slow
+    ones, then the rest, each in file order. Under xdist the run then ends on short tests shared by
+    both workers instead of one worker finishing the stack alone."""
     def rank(item) -> int:
-        if item.get_closest_marker("xdist_group"):
+        if _runs_in_one_worker(item.nodeid):
             return 0
         return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler, but with ONE_WORKER_FILES as one unit of work and every other test
+    its own unit, handed out in collection order (longest first). This is what `--dist loadgroup`
+    with an `xdist_group` mark should do, but with pytest 9.2 it silently spreads a group over the
+    workers (pytest-dev/pytest-xdist#1386: xdist 3.8 marks groups in the old `_nodeid` field)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerFilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "one-worker-files" if _runs_in_one_worker(nodeid) else nodeid
+
+    config.option.loadscopereorder = False  # keep the collection order: longest first
+    return OneWorkerFilesTogether(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -30,9 +30,8 @@ from tests.helpers.team_stack import (
     running_stack,
 )
 
-# Under pytest-xdist (make test), every test of this file runs in one worker, so one stack serves them.
-pytestmark = pytest.mark.xdist_group("team_stack")
-
+# Under pytest-xdist (make test) every test of this file runs in one worker, so one stack serves
+# them: tests/conftest.py's ONE_WORKER_FILES.
 EPOCHS = 2
 # Small and quick: a couple of seconds of fit per run on 2 busy cores.
 TINY = ["-P", f"epochs={EPOCHS}", "-P", "batch_size=32", "-P", "code_size=8", "-P", "train_samples=256",
