@@ -130,7 +130,9 @@ def test_handler_over_http_in_a_thread(served):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
             raw.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                         b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-            answer_bytes = raw.recv(65536)
+            answer_bytes = b""
+            while chunk := raw.recv(65536):  # the server closes the connection after answering
+                answer_bytes += chunk
         assert answer_bytes.startswith(b"HTTP/1.1 411 ")
         assert b"Content-Length None; expected the body's size in bytes" in answer_bytes
     finally:
