@@ -48,7 +48,6 @@ class BadRequest(Exception):
 class ServedModel:
     """A loaded model and what its requests must look like."""
 
-    uri: str
     predict: Callable[[np.ndarray], np.ndarray]  # float32 (n, input_width) -> float32 (n, output_width)
     input_width: int
     output_width: int
@@ -69,7 +68,7 @@ def load_served_model(uri: str) -> ServedModel:
 
     model = load_model(uri)
     direct = DirectKerasModel(model)
-    return ServedModel(uri=uri, predict=direct.predict, input_width=int(model.inputs[0].shape[-1]),
+    return ServedModel(predict=direct.predict, input_width=int(model.inputs[0].shape[-1]),
                        output_width=int(model.outputs[0].shape[-1]))
 
 
@@ -210,9 +209,6 @@ def make_server(model: ServedModel | None, host: str, port: int) -> ThreadingHTT
 
 def serve(model_uri: str, host: str, port: int, announce: Callable[[str], None] = print) -> None:
     """Load the model, then answer requests until SIGINT or SIGTERM (raised as Interrupted)."""
-    from aetrack.use import check_model_spec
-
-    check_model_spec(model_uri)
     server = make_server(None, host, port)  # bind first: a busy port fails before TensorFlow loads
 
     def stop(signal_number, _frame):

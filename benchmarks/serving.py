@@ -23,6 +23,8 @@ from pathlib import Path
 
 from harness import DEFAULT_DATA, child_env, free_port, machine_lines, stop_group, tracking_store
 
+from aetrack.serve import JSON_TYPE, NPY_TYPE  # harness put the checkout on sys.path
+
 STARTUP_SECONDS = 900  # a busy 2-core machine takes minutes to start TensorFlow
 BATCHES = (1, 256)
 
@@ -151,7 +153,7 @@ def wait_ready(process: subprocess.Popen, port: int, log) -> int:
     raise RuntimeError(f"server on port {port} not ready after {STARTUP_SECONDS}s")
 
 
-CONTENT_TYPES = {"json": "application/json", "npy": "application/x-npy"}
+CONTENT_TYPES = {"json": JSON_TYPE, "npy": NPY_TYPE}
 
 
 def request_body(images, wire: str) -> bytes:

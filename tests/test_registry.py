@@ -18,7 +18,7 @@ from aetrack.tracking.registry import PARTS, log_models, register_models
 from aetrack.train import train
 from aetrack.use import load_model
 from tests.helpers.errors import error_line
-from tests.helpers.processes import aetrack_in_process, run_aetrack, subprocess_env
+from tests.helpers.processes import aetrack_in_process, run_aetrack, run_concurrently, subprocess_env
 
 
 def _inputs(store, n=12):
@@ -203,11 +203,9 @@ def test_two_concurrent_runs_get_distinct_versions(tracking, tmp_path, tiny_npz)
     client.search_experiments()
     args = [sys.executable, "-m", "aetrack", "train", "basic", "--epochs", "1", "--train-samples", "64",
             "--test-samples", "16", "--code-size", "4", "--dataset", str(tiny_npz), "--image-every", "0"]
-    children = [subprocess.Popen([*args, "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=subprocess_env(tracking), cwd=tmp_path) for seed in (1, 2)]
-    outputs = [child.communicate(timeout=400) for child in children]
-    for child, (stdout, stderr) in zip(children, outputs):
-        assert child.returncode == 0, stderr[-3000:]
+    for child in run_concurrently([[*args, "--seed", str(seed)] for seed in (1, 2)], subprocess_env(tracking),
+                                  tmp_path):
+        assert child.returncode == 0, child.stderr[-3000:]
     runs = client.search_runs([client.get_experiment_by_name("aetrack").experiment_id])
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     for part in PARTS:

@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from aetrack.errors import Interrupted, ResumeError
 from tests.helpers.errors import error_line
-from tests.helpers.processes import REPO, aetrack_in_process, logged_loss_points, run_aetrack, subprocess_env, wait_for
+from tests.helpers.processes import (REPO, aetrack_in_process, logged_loss_points, run_aetrack, run_concurrently,
+                                     subprocess_env, wait_for)
 from tests.helpers.stores import session_store
 
 # --- the batch order -----------------------------------------------------------------------------
@@ -137,6 +138,17 @@ def test_a_crash_while_writing_never_breaks_the_last_checkpoint(tracking, tiny_c
 # --- resume in-process ----------------------------------------------------------------------------
 
 
+def _killed_run(client, config, monkeypatch, after: int = 2) -> str:
+    """The run of `config`, KILLED by SIGINT at the end of epoch `after` (checkpointed if due); its id."""
+    from aetrack.train import train
+
+    with monkeypatch.context() as patch:
+        _stop_after(patch, after)
+        with pytest.raises(Interrupted):
+            train(config)
+    return _only_run(client)
+
+
 def test_resumed_run_matches_the_run_never_stopped(tracking, tiny_config, monkeypatch):
     """Stopped after epoch 3 with checkpoints every 2 epochs: resumed from epoch 2, epoch 3 is
     trained again but not logged again, and every loss equals the uninterrupted run's."""
@@ -146,11 +158,7 @@ def test_resumed_run_matches_the_run_never_stopped(tracking, tiny_config, monkey
     config = tiny_config(epochs=5, checkpoint_every=2, register=True, model_prefix="resume-test")
     uninterrupted = train(config)
     client = MlflowClient()
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 3)
-        with pytest.raises(Interrupted):
-            train(config)
-    run_id = _only_run(client)
+    run_id = _killed_run(client, config, monkeypatch, after=3)
     assert client.get_run(run_id).info.status == "KILLED"
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 3]
     versions_before = len(client.search_model_versions())
@@ -179,32 +187,15 @@ def test_a_mirrored_run_resumes_mirrored(tracking, tiny_config, monkeypatch):
     import tensorflow as tf
 
     from aetrack.resume import resume
-    from aetrack.train import train
 
-    config = tiny_config(epochs=2, strategy="mirrored", image_every=0)
     client = MlflowClient()
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 1)
-        with pytest.raises(Interrupted):
-            train(config)
-    run_id = _only_run(client)
+    run_id = _killed_run(client, tiny_config(epochs=2, strategy="mirrored", image_every=0), monkeypatch, after=1)
     result = resume(run_id)
     assert isinstance(result.model.distribute_strategy, tf.distribute.MirroredStrategy)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.params["steps_per_execution"] == "1"
     assert run.data.tags["aetrack.devices"].endswith("device:CPU:0")
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]
-
-
-def _killed_run(client, tiny_config, monkeypatch, epochs: int = 3, **overrides) -> str:
-    """A run of `epochs` epochs, KILLED by SIGINT after epoch 2 (checkpointed)."""
-    from aetrack.train import train
-
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 2)
-        with pytest.raises(Interrupted):
-            train(tiny_config(epochs=epochs, **overrides))
-    return _only_run(client)
 
 
 def _assert_refused(client, run_id: str, expected: str) -> None:
@@ -228,7 +219,7 @@ def test_finished_run_is_refused(tracking, tiny_config):
 
 def test_run_without_checkpoint_is_refused(tracking, tiny_config, monkeypatch):
     client = MlflowClient()
-    run_id = _killed_run(client, tiny_config, monkeypatch, checkpoint_every=0)
+    run_id = _killed_run(client, tiny_config(epochs=3, checkpoint_every=0), monkeypatch)
     _assert_refused(client, run_id, "it has no checkpoint (checkpoint_every=0")
 
 
@@ -238,7 +229,7 @@ def test_checkpoint_of_other_params_is_refused(tracking, tiny_config, monkeypatc
     from aetrack.tracking.run import param_texts
 
     client = MlflowClient()
-    run_id = _killed_run(client, tiny_config, monkeypatch)
+    run_id = _killed_run(client, tiny_config(epochs=3), monkeypatch)
     # A checkpoint that claims other params.
     model = compile_autoencoder(build_dense_autoencoder(16), 0.001, "bce")
     model.optimizer.build(model.trainable_variables)
@@ -264,7 +255,7 @@ def test_live_claim_blocks_a_second_resume(tracking, tiny_config, monkeypatch):
     from aetrack.tracking.liveness import claim
 
     client = MlflowClient()
-    run_id = _killed_run(client, tiny_config, monkeypatch)
+    run_id = _killed_run(client, tiny_config(epochs=3), monkeypatch)
     assert claim(client, run_id) == "aetrack.resume.1"
     with pytest.raises(ResumeError, match="it is being resumed by process"):
         claim(client, run_id)
@@ -433,14 +424,10 @@ def test_mlflow_run_resume_run_id(tmp_path, tiny_npz, uninterrupted_losses, monk
 @pytest.mark.slow
 def test_two_resumes_at_once_one_wins(tracking, tiny_config, monkeypatch):
     client = MlflowClient()
-    run_id = _killed_run(client, tiny_config, monkeypatch, epochs=4, register=True, model_prefix="race")
-    env = subprocess_env(tracking)
-    children = [subprocess.Popen([sys.executable, "-m", "aetrack", "resume", run_id], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    results = []
-    for child in children:
-        _, stderr = child.communicate(timeout=400)
-        results.append((child.returncode, stderr))
+    run_id = _killed_run(client, tiny_config(epochs=4, register=True, model_prefix="race"), monkeypatch)
+    resume_command = [sys.executable, "-m", "aetrack", "resume", run_id]
+    results = [(child.returncode, child.stderr)
+               for child in run_concurrently([resume_command, resume_command], subprocess_env(tracking))]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     [(_, loser)] = [r for r in results if r[0] == 2]

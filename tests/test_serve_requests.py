@@ -18,7 +18,7 @@ def served():
     from aetrack.tracking.aetrack_keras_pyfunc import DirectKerasModel
 
     model = build_autoencoder("dense", 8)
-    return model, ServedModel(uri="test", predict=DirectKerasModel(model).predict, input_width=784, output_width=784)
+    return model, ServedModel(predict=DirectKerasModel(model).predict, input_width=784, output_width=784)
 
 
 def _npy(array: np.ndarray) -> bytes:

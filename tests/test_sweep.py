@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers.errors import error_line
-from tests.helpers.processes import REPO, run_aetrack, subprocess_env
+from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
 
 
 def children_of(client, parent_run_id):
@@ -163,16 +163,9 @@ def test_two_workers_split_six_trials_under_one_parent_and_register_once(tmp_pat
     args = [sys.executable, "-m", "aetrack", "sweep", "basic", *sweep_args(tiny_npz), "--trials", "6",
             "--search", "code_size=4:32:log", "--search", "learning_rate=0.001:0.01:log", "--storage", storage,
             "--study-name", "shared", "--model-prefix", "two", "--no-pruning"]
-    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                                env=subprocess_env(uri)) for _ in range(2)]
-    try:
-        outputs = [w.communicate(timeout=600) for w in workers]
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-    for worker, (stdout, stderr) in zip(workers, outputs):
-        assert worker.returncode == 0, stderr[-3000:]
+    workers = run_concurrently([args, args], subprocess_env(uri), tmp_path, timeout=600)
+    for worker in workers:
+        assert worker.returncode == 0, worker.stderr[-3000:]
     client = MlflowClient(uri)
     (parent,) = parents(client)
     assert parent.info.status == "FINISHED"
@@ -186,7 +179,7 @@ def test_two_workers_split_six_trials_under_one_parent_and_register_once(tmp_pat
     for part in ("autoencoder", "encoder", "decoder"):
         versions = client.search_model_versions(f"name='two-{part}'")
         assert len(versions) == 1 and versions[0].run_id == best.info.run_id
-    finished = [out for out, _ in outputs if "aetrack: sweep 'shared' finished" in out]
+    finished = [w.stdout for w in workers if "aetrack: sweep 'shared' finished" in w.stdout]
     assert len(finished) == 1  # exactly one worker ended the study
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.helpers.data import write_npz
-from tests.helpers.processes import REPO, run_aetrack, subprocess_env
+from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
 from tests.helpers.stores import mlflow_pointed_at
 from tests.helpers.team_stack import (
     bucket_keys,
@@ -206,25 +206,14 @@ def test_compare_against_the_server(team_stack, project_runs, tmp_path):
 @pytest.mark.slow
 def test_four_concurrent_runs_all_finish_with_distinct_versions(team_stack, stack_data, tmp_path):
     prefix = "aetrack-concurrent"
-    children = [
-        subprocess.Popen([sys.executable, "-m", "aetrack", "train", "basic", *CLI_TINY, "--dataset", str(stack_data),
-                          "--seed", str(seed), "--experiment-name", "concurrent", "--model-prefix", prefix],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=subprocess_env(team_stack.tracking_uri), cwd=tmp_path)
-        for seed in range(4)
-    ]
-    try:
-        outputs = [child.communicate(timeout=400) for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    for child, (_, stderr) in zip(children, outputs):
-        assert child.returncode == 0, stderr[-2000:]
+    commands = [[sys.executable, "-m", "aetrack", "train", "basic", *CLI_TINY, "--dataset", str(stack_data),
+                 "--seed", str(seed), "--experiment-name", "concurrent", "--model-prefix", prefix] for seed in range(4)]
+    children = run_concurrently(commands, subprocess_env(team_stack.tracking_uri), tmp_path)
+    for child in children:
+        assert child.returncode == 0, child.stderr[-2000:]
     # Each child prints where its run is (".../experiments/<id>/runs/<run id>").
-    printed = [re.search(r"/experiments/(\d+)/runs/([0-9a-f]{32})", stdout) for stdout, _ in outputs]
-    assert all(printed), [stdout[-500:] for stdout, _ in outputs]
+    printed = [re.search(r"/experiments/(\d+)/runs/([0-9a-f]{32})", child.stdout) for child in children]
+    assert all(printed), [child.stdout[-500:] for child in children]
     client = client_for(team_stack)
     experiment = client.get_experiment_by_name("concurrent")
     runs = client.search_runs([experiment.experiment_id])

@@ -59,6 +59,27 @@ def aetrack_in_process(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["aetrack", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
 
 
+def run_concurrently(commands: list[list[str]], env: dict[str, str], cwd=None,
+                     timeout: float = 400) -> list[subprocess.CompletedProcess]:
+    """Start every command at once and wait for all; output captured, and each result's `pid` set.
+    Any still running when this fails (a timeout) are killed, so no child outlives the test."""
+    children = [subprocess.Popen([str(a) for a in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=env, cwd=cwd) for command in commands]
+    try:
+        outputs = [child.communicate(timeout=timeout) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    results = []
+    for child, (out, err) in zip(children, outputs):
+        result = subprocess.CompletedProcess(child.args, child.returncode, out, err)
+        result.pid = child.pid
+        results.append(result)
+    return results
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (the OS picked it and it was released)."""
     with socket.socket() as s:
