@@ -19,7 +19,7 @@ def __getattr__(name: str):
 
         return TrainConfig
     if name == "load_model":
-        from aetrack.use import load_model
+        from aetrack.models.loading import load_model
 
         return load_model
     raise AttributeError(f"module 'aetrack' has no attribute {name!r}")

@@ -10,17 +10,13 @@ import os
 from dataclasses import dataclass
 
 from aetrack.errors import CompareError
+from aetrack.names import ENTRY_POINT_TAG, RUN_NAME_TAG, SUMMARY_METRICS, higher_is_better
 
 LOSS_CURVES_FILE = "loss_curves.png"
 
 # Params and final metrics shown for every run, in this order (absent ones print as '-').
 KEY_PARAMS = (("architecture", "architecture"), ("epochs", "epochs"), ("code_size", "code"), ("loss", "loss"),
               ("learning_rate", "lr"), ("noise_factor", "noise"), ("exclude_digits", "excl"))
-KEY_METRICS = ("test_bce", "test_mse", "test_psnr", "test_ssim", "psnr_gain_db", "test_elbo", "anomaly_auc")
-
-# Metrics where a larger value is the better run; every other metric (losses, errors, seconds) is
-# ranked lower-is-better.
-_HIGHER_IS_BETTER = ("psnr", "ssim", "auc", "gain", "per_second")
 
 
 @dataclass(frozen=True)
@@ -39,10 +35,6 @@ class Comparison:
     runs: list[RunSummary]  # best first
     skipped: list[RunSummary]  # runs of the experiment that lack the metric
     metric_columns: list[str]
-
-
-def higher_is_better(metric: str) -> bool:
-    return any(word in metric for word in _HIGHER_IS_BETTER)
 
 
 def compare_runs(experiment: str, run_ids: list[str], metric: str, client=None) -> Comparison:
@@ -73,7 +65,7 @@ def compare_runs(experiment: str, run_ids: list[str], metric: str, client=None) 
         raise CompareError(f"invalid --runs: runs without metric {metric!r}: {names}")
     higher = higher_is_better(metric)
     ranked = sorted(with_metric, key=lambda s: s.metrics[metric], reverse=higher)
-    columns = [m for m in KEY_METRICS if any(m in s.metrics for s in ranked)]
+    columns = [m for m in SUMMARY_METRICS if any(m in s.metrics for s in ranked)]
     if metric not in columns:
         columns.append(metric)
     return Comparison(metric, higher, ranked, without, columns)
@@ -125,8 +117,8 @@ def _summary(run) -> RunSummary:
     tags = run.data.tags
     return RunSummary(
         run_id=run.info.run_id,
-        name=run.info.run_name or tags.get("mlflow.runName", run.info.run_id),
-        entry_point=tags.get("aetrack.entry_point", "-"),
+        name=run.info.run_name or tags.get(RUN_NAME_TAG, run.info.run_id),
+        entry_point=tags.get(ENTRY_POINT_TAG, "-"),
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
     )

@@ -12,7 +12,8 @@ from typing import Callable
 import numpy as np
 
 from aetrack.data import IMAGE_SIDE
-from aetrack.noise import NOISE_LEVELS, RunNoise
+from aetrack.names import NOISE_LEVELS, digit_error_metric, noise_level_metric
+from aetrack.noise import RunNoise
 
 # Keras clips probabilities to [eps, 1 - eps] inside binary cross-entropy; do the same.
 _EPSILON = 1e-7
@@ -157,7 +158,7 @@ def final_metrics(
         metrics.update(image_quality_metrics(clean, inputs, prefix="noisy"))
         metrics["psnr_gain_db"] = metrics["test_psnr"] - metrics["noisy_psnr"]
         for level in NOISE_LEVELS:
-            metrics[f"test_psnr_noise_{level:g}"] = psnr(clean, reconstruct(noise.at_level(clean, level)))
+            metrics[noise_level_metric(level)] = psnr(clean, reconstruct(noise.at_level(clean, level)))
     if excluded_digits:
         metrics.update(anomaly_metrics(reconstruct, clean, labels, excluded_digits))
     return metrics
@@ -172,7 +173,7 @@ def anomaly_metrics(
     AUC is left out when the test images hold only excluded digits or none of them.
     """
     errors = per_image_mse(clean, reconstruct(clean))
-    metrics = {f"test_mse_digit_{d}": float(errors[labels == d].mean()) for d in np.unique(labels)}
+    metrics = {digit_error_metric(int(d)): float(errors[labels == d].mean()) for d in np.unique(labels)}
     positives = np.isin(labels, excluded_digits)
     if 0 < positives.sum() < len(positives):
         metrics["anomaly_auc"] = roc_auc(errors, positives)

@@ -9,7 +9,7 @@ import numpy as np
 
 # The denoiser's robustness levels: logged as `test_psnr_noise_<level>` and drawn in
 # figures/denoise_levels.png, from the same noisy images.
-NOISE_LEVELS = (0.2, 0.4, 0.6)
+from aetrack.names import NOISE_LEVELS
 
 
 def add_noise(images: np.ndarray, factor: float, seed: int) -> np.ndarray:

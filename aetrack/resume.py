@@ -21,14 +21,13 @@ from aetrack.config import TrainConfig, parse_value
 from aetrack.data import dataset_for
 from aetrack.devices import DEVICES_TAG, distribution_scope, for_strategy
 from aetrack.errors import ConfigError, ResumeError
+from aetrack.names import (DATASET_SHA256_TAG, ENTRY_POINT_TAG, RESUMED_BY_TAG, RESUMED_FROM_TAG, RESUMES_TAG,
+                           RUN_NAME_TAG)
 from aetrack.tracking.checkpoints import read_checkpoint, restore
 from aetrack.tracking.liveness import DEFAULT_STALE_TIMEOUT_S, claim, is_stale, owner_tags
 from aetrack.tracking.run import FAILURE_TAG, check_tracking_store, param_texts, tracked_run
 from aetrack.train import PhaseTimer, StartPoint, TrainResult, build_model, complete_run, summary
 
-RESUMED_FROM_TAG = "aetrack.resumed_from_epoch"
-RESUMED_BY_TAG = "aetrack.resumed_by"  # on the resumed run: the `mlflow run` run that resumed it
-RESUMES_TAG = "aetrack.resumes"  # on that `mlflow run` run: the run it resumed
 
 
 def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResult:
@@ -49,7 +48,7 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
         raise ResumeError(f"cannot resume run {run_id}: its checkpoint ({checkpoint.folder}) was written for "
                           f"{name}={saved.get(name)!r} but the run has {name}={expected.get(name)!r}")
     dataset = dataset_for(config)
-    if dataset.sha256 != run.data.tags.get("aetrack.dataset_sha256", dataset.sha256):
+    if dataset.sha256 != run.data.tags.get(DATASET_SHA256_TAG, dataset.sha256):
         raise ResumeError(f"cannot resume run {run_id}: dataset {config.dataset!r} has changed since the run "
                           "started (its SHA-256 differs from the run's tag aetrack.dataset_sha256)")
 
@@ -75,7 +74,7 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
         if FAILURE_TAG in run.data.tags:  # the old reason no longer applies; the tag above says what happened
             client.delete_tag(run_id, FAILURE_TAG)
         print(f"aetrack: resuming run {run_id} from epoch {checkpoint.epoch} of {config.epochs}", flush=True)
-        result = complete_run(client, reopened, run.data.tags.get("mlflow.runName", run_id), config, dataset,
+        result = complete_run(client, reopened, run.data.tags.get(RUN_NAME_TAG, run_id), config, dataset,
                               model, phase, start)
     print(summary(result, mlflow.get_tracking_uri()), flush=True)
     return result
@@ -104,7 +103,7 @@ def resumable_run(client: MlflowClient, run_id: str, timeout_s: float):
 
 def config_of(run) -> TrainConfig:
     """The TrainConfig the run was trained with, rebuilt from its params and entry point tag."""
-    entry_point = run.data.tags.get("aetrack.entry_point")
+    entry_point = run.data.tags.get(ENTRY_POINT_TAG)
     if entry_point not in ("basic", "denoise"):
         raise ResumeError(f"cannot resume run {run.info.run_id}: it was not made by aetrack train "
                           "(no aetrack.entry_point tag)")

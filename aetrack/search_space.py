@@ -15,6 +15,7 @@ from typing import Any
 
 from aetrack.config import TrainConfig, parse_value, training_params
 from aetrack.errors import ConfigError
+from aetrack.names import final_metric_names
 
 SPEC_FORMS = "NAME=low:high, NAME=low:high:log or NAME=a|b|c"
 # Set by the sweep itself, never searched: trials never register, the best one does (once).
@@ -125,21 +126,26 @@ def trial_overrides(params: dict[str, Any]) -> dict[str, Any]:
     return {k: float(v) if types.get(k) == "float" else v for k, v in params.items()}
 
 
-def sweep_metrics(entry_point: str, exclude_digits: str) -> list[str]:
-    """The final metrics a trial of this kind logs (see evaluation.py), plus its last `val_loss`."""
-    names = ["test_bce", "test_mse", "test_psnr", "test_ssim", "val_loss"]
-    if entry_point == "denoise":
-        names += ["psnr_gain_db", "noisy_psnr", "noisy_ssim"] + [f"test_psnr_noise_{f}" for f in ("0.2", "0.4", "0.6")]
-    if exclude_digits:
-        names.append("anomaly_auc")
-    return names
+def sweep_metrics(base: TrainConfig, space: tuple[SearchParam, ...] = ()) -> list[str]:
+    """The final metrics (names.final_metric_names) every trial of the sweep logs, plus its last
+    `val_loss`: those of the base config, narrowed to what all searched architectures and
+    exclusions log."""
+    searched = {p.name: p.choices for p in space if p.kind == "choice"}
+    architectures = searched.get("architecture") or (base.architecture,)
+    exclusions = searched.get("exclude_digits") or (base.exclude_digits,)
+    common: list[str] | None = None
+    for architecture in architectures:
+        for excluded in exclusions:
+            logged = [*final_metric_names(base.entry_point, architecture, bool(excluded)), "val_loss"]
+            common = logged if common is None else [m for m in common if m in logged]
+    return common or []
 
 
-def check_metric(metric: str, entry_point: str, exclude_digits: str) -> None:
+def check_metric(metric: str, base: TrainConfig, space: tuple[SearchParam, ...] = ()) -> None:
     """Raise ConfigError unless every trial of the sweep logs `metric`."""
-    known = sweep_metrics(entry_point, exclude_digits)
+    known = sweep_metrics(base, space)
     if metric not in known:
-        raise ConfigError("--metric", metric, f"a metric every {entry_point} trial logs: {', '.join(known)}")
+        raise ConfigError("--metric", metric, f"a metric every {base.entry_point} trial logs: {', '.join(known)}")
 
 
 def searches_data(space: tuple[SearchParam, ...]) -> bool:

@@ -62,9 +62,9 @@ class ServedModel:
 
 
 def load_served_model(uri: str) -> ServedModel:
-    """Load `uri` (any form `aetrack.use.load_model` takes) behind a direct compiled call."""
+    """Load `uri` (any form `aetrack.models.loading.load_model` takes) behind a direct compiled call."""
     from aetrack.tracking.aetrack_keras_pyfunc import DirectKerasModel
-    from aetrack.use import load_model
+    from aetrack.models.loading import load_model
 
     model = load_model(uri)
     direct = DirectKerasModel(model)

@@ -33,29 +33,25 @@ import sqlalchemy.exc
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from aetrack.compare import higher_is_better
 from aetrack.config import SweepConfig, TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.errors import AetrackError, RunError, UsageError, one_line
+from aetrack.names import (DATASET_SHA256_TAG, ENTRY_POINT_TAG, FAILURE_TAG, METRIC_ATTR, PARENT_ATTR, PARTS,
+                           PRUNED_EPOCH_TAG, PRUNED_TAG, RUN_ID_ATTR, RUN_NAME_TAG, SKIPPED_ATTR, SPACE_ATTR,
+                           SWEEP_BEST_RUN_TAG, SWEEP_BEST_TRIAL_TAG, SWEEP_NO_FIGURE_PREFIX, SWEEP_STUDY_TAG,
+                           SWEEP_TAG, SWEEP_TRIAL_TAG, SWEEP_WORKER_TAG, TRIAL_FAILURE_ATTR, TRIALS_ATTR,
+                           epoch_metric_names, higher_is_better)
 from aetrack.search_space import SearchParam, searches_data, trial_overrides
 from aetrack.tracking.registry import register_models, version_tags
-from aetrack.tracking.run import FAILURE_TAG, check_tracking_store, describe_run
+from aetrack.tracking.run import check_tracking_store, describe_run
 
-PARENT_ATTR = "aetrack.parent_run_id"
-SPACE_ATTR = "aetrack.search"
-METRIC_ATTR = "aetrack.metric"
-TRIALS_ATTR = "aetrack.trials"
-RUN_ID_ATTR = "aetrack.run_id"
 PARENT_SUFFIX = ".parent"  # marker studies: see _claim
 FINALIZED_SUFFIX = ".finalized"
-PRUNED_TAG = "aetrack.pruned"
-PRUNED_EPOCH_TAG = "aetrack.pruned_at_epoch"
 # A joining worker waits this long for the first worker to record the parent run.
 PARENT_WAIT_S = 120.0
 # The median pruner compares a trial with the trials before it once this many have finished.
 PRUNER_STARTUP_TRIALS = 2
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-EPOCH_METRICS = ("loss", "val_loss", "epoch_seconds", "samples_per_second")
 
 
 class SweepError(UsageError):
@@ -149,7 +145,7 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
             trial = study.ask()
             try:
                 if trial.number not in _counted(study, sweep.trials):  # another worker took the last one
-                    trial.set_user_attr("aetrack.skipped", f"the study already has {sweep.trials} trials")
+                    trial.set_user_attr(SKIPPED_ATTR, f"the study already has {sweep.trials} trials")
                     study.tell(trial, state=TrialState.FAIL)
                     break
                 state, value, run_id = _run_trial(trial, base, sweep, space, dataset, parent_run_id, study_name,
@@ -205,8 +201,8 @@ def _start_parent(client: MlflowClient, base: TrainConfig, sweep: SweepConfig, s
               "direction": direction, "trials": sweep.trials, "pruning": sweep.pruning,
               "storage": redacted(storage), "study_name": study_name}
     params.pop("register")  # trials never register; the sweep registers the best one
-    tags = {"mlflow.runName": f"sweep-{base.entry_point}-{study_name}", "aetrack.entry_point": base.entry_point,
-            "aetrack.sweep": "parent", "aetrack.sweep.study": study_name}
+    tags = {RUN_NAME_TAG: f"sweep-{base.entry_point}-{study_name}", ENTRY_POINT_TAG: base.entry_point,
+            SWEEP_TAG: "parent", SWEEP_STUDY_TAG: study_name}
     describe_run(client, run_id, params, tags)
     return run_id
 
@@ -286,8 +282,8 @@ def _run_trial(trial: optuna.Trial, base: TrainConfig, sweep: SweepConfig, space
     keras.backend.clear_session()  # one TensorFlow per worker; no graphs or names left from the last trial
     overrides = trial_overrides({p.name: p.suggest(trial) for p in space})
     pruning = TrialPruning(trial, direction == "maximize") if sweep.pruning else None
-    tags = {"aetrack.sweep": "trial", "aetrack.sweep.study": study_name, "aetrack.sweep.trial": str(trial.number),
-            "aetrack.sweep.worker": worker}
+    tags = {SWEEP_TAG: "trial", SWEEP_STUDY_TAG: study_name, SWEEP_TRIAL_TAG: str(trial.number),
+            SWEEP_WORKER_TAG: worker}
     try:
         config = dataclasses.replace(base, **overrides, register=False).validated()
         result = train(config, dataset, parent_run_id=parent_run_id, tags=tags,
@@ -295,7 +291,7 @@ def _run_trial(trial: optuna.Trial, base: TrainConfig, sweep: SweepConfig, space
     except Exception as exc:  # noqa: BLE001 - a failed trial is recorded; the sweep goes on
         reason = one_line(exc) if isinstance(exc, AetrackError) else one_line(f"{type(exc).__name__}: {exc}")
         print(f"aetrack: trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
-        trial.set_user_attr("aetrack.failure", reason[:1000])
+        trial.set_user_attr(TRIAL_FAILURE_ATTR, reason[:1000])
         return TrialState.FAIL, None, None
     trial.set_user_attr(RUN_ID_ATTR, result.run_id)
     if pruning is not None and pruning.pruned_at_epoch is not None:
@@ -306,7 +302,7 @@ def _run_trial(trial: optuna.Trial, base: TrainConfig, sweep: SweepConfig, space
         return TrialState.PRUNED, None, result.run_id
     value = result.metrics.get(sweep.metric, result.history.get(sweep.metric, [math.nan])[-1])
     if not math.isfinite(value):
-        trial.set_user_attr("aetrack.failure", f"{sweep.metric} is {value}")
+        trial.set_user_attr(TRIAL_FAILURE_ATTR, f"{sweep.metric} is {value}")
         return TrialState.FAIL, None, result.run_id
     return TrialState.COMPLETE, float(value), result.run_id
 
@@ -338,8 +334,8 @@ def _finalise(client: MlflowClient, study: optuna.Study, base: TrainConfig, swee
         run_id = best.user_attrs[RUN_ID_ATTR]
         result.best_value, result.best_run_id = best.value, run_id
         client.log_batch(parent_run_id, params=_params({f"best.{k}": v for k, v in best.params.items()}))
-        client.set_tag(parent_run_id, "aetrack.sweep.best_run_id", run_id)
-        client.set_tag(parent_run_id, "aetrack.sweep.best_trial", str(best.number))
+        client.set_tag(parent_run_id, SWEEP_BEST_RUN_TAG, run_id)
+        client.set_tag(parent_run_id, SWEEP_BEST_TRIAL_TAG, str(best.number))
         client.log_metric(parent_run_id, f"best_{sweep.metric}", best.value, step=sweep.trials)
         _log_figures(client, study, parent_run_id)
         if base.register:
@@ -369,13 +365,14 @@ def register_trial_models(client: MlflowClient, run_id: str, config: TrainConfig
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
                                          filter_string=f"source_run_id = '{run_id}'")
     logged = {m.name: _LoggedModel(model_uri=m.model_uri, model_id=m.model_id) for m in models}
-    missing = [part for part in ("autoencoder", "encoder", "decoder") if part not in logged]
+    missing = [part for part in PARTS if part not in logged]
     if missing:
         raise RunError(f"best trial run {run_id} has no logged {', '.join(missing)} model; nothing registered")
-    metrics = {k: v for k, v in run.data.metrics.items() if k not in EPOCH_METRICS}
-    tags = {**version_tags(config, run_id, run.data.tags.get("aetrack.dataset_sha256", ""), metrics),
+    epoch_metrics = epoch_metric_names(config.architecture)
+    metrics = {k: v for k, v in run.data.metrics.items() if k not in epoch_metrics}
+    tags = {**version_tags(config, run_id, run.data.tags.get(DATASET_SHA256_TAG, ""), metrics),
             "sweep_study": study_name}
-    return register_models({p: logged[p] for p in ("autoencoder", "encoder", "decoder")},
+    return register_models({p: logged[p] for p in PARTS},
                            config.model_prefix, run_id, tags)
 
 
@@ -408,4 +405,4 @@ def _log_figures(client: MlflowClient, study: optuna.Study, parent_run_id: str) 
             client.log_figure(parent_run_id, figure, f"figures/{name}.png")
             plt.close(figure)
         except (ValueError, RuntimeError, ImportError) as exc:  # e.g. importances need 2+ complete trials
-            client.set_tag(parent_run_id, f"aetrack.sweep.no_{name}", one_line(exc)[:500])
+            client.set_tag(parent_run_id, f"{SWEEP_NO_FIGURE_PREFIX}{name}", one_line(exc)[:500])

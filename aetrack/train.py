@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from aetrack import names
 from aetrack.batches import shuffled_batches
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
@@ -26,7 +27,7 @@ from aetrack.tracking.plots import log_final_figures
 from aetrack.tracking.records import describe_model, record_run_inputs
 from aetrack.tracking.registry import log_models, register_run_models
 from aetrack.tracking.run import check_tracking_store, describe_run, param_texts, tracked_run
-from aetrack.use import load_init_model
+from aetrack.models.loading import load_init_model
 
 
 @dataclass
@@ -162,16 +163,15 @@ def run_name_for(config: TrainConfig, dataset: Dataset) -> str:
 
 def run_tags(config: TrainConfig, dataset: Dataset, run_name: str) -> dict[str, str]:
     return {
-        "mlflow.runName": run_name,
-        "aetrack.entry_point": config.entry_point,
-        "aetrack.architecture": config.architecture,
-        "aetrack.dataset": dataset.name,
-        "aetrack.dataset_sha256": dataset.sha256,
-        "aetrack.train_images": str(len(dataset.x_train)),
-        "aetrack.test_images": str(len(dataset.x_test)),
-        "aetrack.strategy": config.strategy,
-        # The value fit used: under `mlflow run` the param keeps what was asked (MLflow logged it first).
-        "aetrack.steps_per_execution_used": str(config.steps_per_execution),
+        names.RUN_NAME_TAG: run_name,
+        names.ENTRY_POINT_TAG: config.entry_point,
+        names.ARCHITECTURE_TAG: config.architecture,
+        names.DATASET_TAG: dataset.name,
+        names.DATASET_SHA256_TAG: dataset.sha256,
+        names.TRAIN_IMAGES_TAG: str(len(dataset.x_train)),
+        names.TEST_IMAGES_TAG: str(len(dataset.x_test)),
+        names.STRATEGY_TAG: config.strategy,
+        names.STEPS_PER_EXECUTION_TAG: str(config.steps_per_execution),
     }
 
 

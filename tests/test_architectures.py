@@ -100,7 +100,7 @@ def test_architecture_and_kl_weight_rules():
 
 
 def test_init_model_of_another_architecture_is_refused_in_one_line(tmp_path):
-    from aetrack.use import load_init_model
+    from aetrack.models.loading import load_init_model
 
     path = tmp_path / "dense.keras"
     build_autoencoder("dense", 8).save(path)
@@ -120,7 +120,7 @@ def test_vae_continues_from_a_logged_vae_autoencoder(tmp_path):
     source = build_autoencoder("vae", 8, seed=1)
     path = tmp_path / "vae.keras"
     autoencoder_of(source).save(path)
-    from aetrack.use import load_init_model
+    from aetrack.models.loading import load_init_model
 
     target = build_autoencoder("vae", 8, seed=2)
     copy_weights(load_init_model(str(path), 8, "vae"), target, str(path), "vae", 8)

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from aetrack.errors import Interrupted, ModelError
 from aetrack.tracking.registry import PARTS, log_models, register_models
 from aetrack.train import train
-from aetrack.use import load_model
+from aetrack.models.loading import load_model
 from tests.helpers.errors import error_line
 from tests.helpers.processes import aetrack_in_process, run_aetrack, run_concurrently, subprocess_env
 

@@ -462,7 +462,7 @@ def test_damaged_logged_model_is_refused(tracking, tiny_config, model_files, dam
         info = mlflow.keras.log_model(model, name="autoencoder", pip_requirements=["keras"])
     value = f"runs:/{logging_run.info.run_id}/autoencoder"
     if damage == "truncated":
-        from aetrack.use import load_init_model
+        from aetrack.models.loading import load_init_model
 
         assert load_init_model(value, 8).count_params() == model.count_params()  # loads before the damage
         # Damage the stored copy itself, in the store's local artifact directory.

@@ -75,10 +75,17 @@ def test_bad_specs_fail_with_one_line_naming_the_spec_and_the_rule(spec, entry_p
 
 
 def test_metric_must_be_one_every_trial_logs():
-    check_metric("test_psnr", "basic", "")
-    check_metric("psnr_gain_db", "denoise", "")
-    check_metric("anomaly_auc", "basic", "7")
+    basic, denoise = TrainConfig(), TrainConfig(entry_point="denoise")
+    check_metric("test_psnr", basic)
+    check_metric("psnr_gain_db", denoise)
+    check_metric("anomaly_auc", TrainConfig(exclude_digits="7"))
+    check_metric("test_elbo", TrainConfig(architecture="vae"))
     with pytest.raises(ConfigError, match="psnr_gain_db.*a metric every basic trial logs: test_bce"):
-        check_metric("psnr_gain_db", "basic", "")
+        check_metric("psnr_gain_db", basic)
     with pytest.raises(ConfigError, match="anomaly_auc"):
-        check_metric("anomaly_auc", "basic", "")
+        check_metric("anomaly_auc", basic)
+    with pytest.raises(ConfigError, match="test_elbo"):
+        check_metric("test_elbo", basic)
+    # A searched architecture narrows the metrics to those every choice logs.
+    with pytest.raises(ConfigError, match="test_elbo"):
+        check_metric("test_elbo", TrainConfig(architecture="vae"), parse_search(["architecture=dense|vae"], "basic"))

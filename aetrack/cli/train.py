@@ -35,7 +35,7 @@ def _parse_option(ctx: click.Context, param: click.Parameter, raw, config_class:
 
             check_dataset_spec(value)
         elif param.name == "init_model" and value:
-            from aetrack.use import check_model_spec  # no TensorFlow
+            from aetrack.models.loading import check_model_spec  # no TensorFlow
 
             check_model_spec(value, "init_model")
     except ConfigError as exc:
@@ -135,7 +135,7 @@ def _sweep_command(entry_point: str) -> click.Command:
         settings = SweepConfig(**sweep_given)
         # The whole search space and the metric are checked before anything heavy loads or a run exists.
         space = parse_search([settings.search], entry_point)
-        check_metric(settings.metric, entry_point, config.exclude_digits)
+        check_metric(settings.metric, config, space)
         dataset = None if searches_data(space) else dataset_for(config)
         check_store_then_load_tensorflow()
         from aetrack.sweep import run_sweep

@@ -9,94 +9,18 @@ training wrapper whose `autoencoder_of` is that Functional autoencoder.
 
 from __future__ import annotations
 
-import keras
+from typing import Any
 
-from aetrack.config import ARCHITECTURES
-from aetrack.errors import ModelError
-from aetrack.models.conv import build_conv_autoencoder
-from aetrack.models.dense import build_dense_autoencoder
-from aetrack.models.vae import VariationalAutoencoder, build_vae
+# Re-exported lazily: `aetrack.models.loading` is imported by the CLI to check a model argument,
+# and must not load TensorFlow on the way.
+_BUILDERS = ("ARCHITECTURES", "LOSS_FUNCTIONS", "VariationalAutoencoder", "architecture_of", "autoencoder_of", "build_autoencoder", "build_conv_autoencoder", "build_dense_autoencoder", "build_vae", "compile_autoencoder", "copy_weights", "decoder_of", "encoder_of", "latent_moments")
 
-LOSS_FUNCTIONS = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}
-
-__all__ = ["ARCHITECTURES", "LOSS_FUNCTIONS", "VariationalAutoencoder", "architecture_of", "autoencoder_of",
-           "build_autoencoder", "build_conv_autoencoder", "build_dense_autoencoder", "build_vae",
-           "compile_autoencoder", "copy_weights", "decoder_of", "encoder_of", "latent_moments"]
+__all__ = list(_BUILDERS)
 
 
-def build_autoencoder(architecture: str, code_size: int, kl_weight: float = 1.0,
-                      seed: int | None = None) -> keras.Model:
-    """The model to train for `architecture` (one of ARCHITECTURES)."""
-    if architecture == "dense":
-        return build_dense_autoencoder(code_size)
-    if architecture == "conv":
-        return build_conv_autoencoder(code_size)
-    if architecture == "vae":
-        return build_vae(code_size, kl_weight, seed)
-    raise ValueError(f"invalid architecture {architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
+def __getattr__(name: str) -> Any:
+    if name in _BUILDERS:
+        from aetrack.models import builders
 
-
-def compile_autoencoder(
-    model: keras.Model, learning_rate: float, loss: str, steps_per_execution: int = 1
-) -> keras.Model:
-    """Compile with Adam and the chosen loss (bce or mse); a vae brings its own loss (the ELBO)."""
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-    if isinstance(model, VariationalAutoencoder):
-        model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution)
-    else:
-        model.compile(optimizer=optimizer, loss=LOSS_FUNCTIONS[loss], steps_per_execution=steps_per_execution)
-    return model
-
-
-def autoencoder_of(model: keras.Model) -> keras.Model:
-    """The plain Functional autoencoder (images -> images) of a trained model: what gets logged."""
-    return model.autoencoder if isinstance(model, VariationalAutoencoder) else model
-
-
-def encoder_of(model: keras.Model) -> keras.Model:
-    """The autoencoder's named `encoder` sub-model (images -> codes; the mean for vae)."""
-    return autoencoder_of(model).get_layer("encoder")
-
-
-def decoder_of(model: keras.Model) -> keras.Model:
-    """The autoencoder's named `decoder` sub-model (codes -> images)."""
-    return autoencoder_of(model).get_layer("decoder")
-
-
-def latent_moments(model: keras.Model) -> keras.Model | None:
-    """images -> [mean, log-variance] of a vae being trained; None for other architectures."""
-    return model.moments if isinstance(model, VariationalAutoencoder) else None
-
-
-def _weight_shapes(model: keras.Model) -> list[tuple[int, ...]]:
-    return [tuple(w.shape) for w in autoencoder_of(model).get_weights()]
-
-
-def architecture_of(model: keras.Model, code_size: int) -> str | None:
-    """Which architecture (with this code_size) `model`'s weights fit, or None."""
-    shapes = _weight_shapes(model)
-    for architecture in ARCHITECTURES:
-        if shapes == _weight_shapes(build_autoencoder(architecture, code_size)):
-            return architecture
-    return None
-
-
-def copy_weights(source: keras.Model, target: keras.Model, source_name: str, architecture: str = "dense",
-                 code_size: int | None = None) -> None:
-    """Start `target` from `source`'s autoencoder weights; raise ModelError if they do not fit.
-
-    For a vae target only the logged autoencoder's weights are copied (encoder mean path and
-    decoder); the log-variance head, which is not part of a logged model, starts fresh.
-    """
-    source_shapes, target_shapes = _weight_shapes(source), _weight_shapes(target)
-    if source_shapes != target_shapes:
-        found = architecture_of(source, code_size) if code_size else None
-        if found is not None and found != architecture:
-            raise ModelError("init_model", source_name, f"it is a {found} autoencoder, this run's architecture is "
-                             f"{architecture}", f"an init_model of the same architecture (one of "
-                             f"{', '.join(ARCHITECTURES)}), or architecture={found}")
-        raise ModelError(
-            "init_model", source_name, f"its weights have shapes {source_shapes}",
-            f"{target_shapes} (a 784-in {architecture} autoencoder with the same code_size)",
-        )
-    autoencoder_of(target).set_weights(autoencoder_of(source).get_weights())
+        return getattr(builders, name)
+    raise AttributeError(f"module 'aetrack.models' has no attribute {name!r}")

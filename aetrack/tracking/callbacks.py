@@ -22,7 +22,7 @@ from aetrack.tracking.background import BackgroundCalls
 from aetrack.tracking.checkpoints import artifact_repository, capture_checkpoint, store_checkpoint
 from aetrack.tracking.liveness import heartbeat
 
-CODES_WHITE_TAG = "aetrack.latent_codes_white"
+from aetrack.names import CODES_WHITE_TAG
 
 # Draws from the prior decoded into the per-epoch `samples` image of a vae run.
 PRIOR_SAMPLES = 32

@@ -17,11 +17,8 @@ from datetime import datetime, timezone
 
 from aetrack.errors import ResumeError
 
-HEARTBEAT_TAG = "aetrack.heartbeat"
-HOST_TAG = "aetrack.host"
-PID_TAG = "aetrack.pid"
-PID_START_TAG = "aetrack.pid_start"  # the process's start time (Linux clock ticks): a reused pid differs
-CLAIM_PREFIX = "aetrack.resume."  # params aetrack.resume.<n> = "<host> <pid> <pid start> <utc>", one per resume
+from aetrack.names import CLAIM_PREFIX, FAILURE_TAG, HEARTBEAT_TAG, HOST_TAG, PID_START_TAG, PID_TAG
+
 DEFAULT_STALE_TIMEOUT_S = 600.0
 
 
@@ -95,8 +92,6 @@ def stale_runs(client, experiment_ids: list[str], timeout_s: float) -> list:
 
 
 def mark_failed(client, run, reason: str) -> None:
-    from aetrack.tracking.run import FAILURE_TAG
-
     client.set_tag(run.info.run_id, FAILURE_TAG, reason)
     client.set_terminated(run.info.run_id, "FAILED")
 

@@ -16,7 +16,8 @@ from matplotlib.ticker import MaxNLocator
 from aetrack.data import IMAGE_SIDE
 from aetrack.images import PAD, image_rows_grid, sample_indices
 from aetrack.models import decoder_of, encoder_of
-from aetrack.noise import NOISE_LEVELS, RunNoise
+from aetrack.names import NOISE_LEVELS
+from aetrack.noise import RunNoise
 
 FIGURE_DIR = "figures"
 DPI = 100

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aetrack.data import Dataset
+from aetrack.names import NOTE_TAG
 
 # Leading hex characters of aetrack's SHA-256 used as an MLflow dataset digest. MLflow caps a
 # digest at 36 characters (mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE); 32 hex = 128 bits.
@@ -18,7 +19,6 @@ from aetrack.data import Dataset
 DIGEST_LENGTH = 32
 TRAINING = "training"
 EVALUATION = "evaluation"
-NOTE_TAG = "mlflow.note.content"  # the run description shown at the top of the run page
 SUMMARY_ARTIFACT = "model_summary.txt"
 TRAINABLE_PARAMS = "trainable_params"
 

@@ -4,7 +4,7 @@ After a run trains, `log_models` logs the autoencoder, its encoder and its decod
 Keras flavor (native `.keras` files) and `register_run_models` registers each as a new version of
 `<prefix>-autoencoder`, `<prefix>-encoder` and `<prefix>-decoder`, aliased `candidate`.
 `promote` moves the `champion` alias (aliases, not the deprecated stages). Loading them back is
-`aetrack.use.load_model`.
+`aetrack.models.loading.load_model`.
 
 TensorFlow and MLflow are imported inside the functions: `aetrack --help` imports this module's
 callers without them.
@@ -20,10 +20,7 @@ from typing import Callable, TypeVar
 from aetrack.data import IMAGE_PIXELS
 from aetrack.errors import RegistryError
 
-PARTS = ("autoencoder", "encoder", "decoder")
-CANDIDATE = "candidate"
-CHAMPION = "champion"
-COMPARED_METRIC = "test_bce"  # lower is better
+from aetrack.names import CANDIDATE, CHAMPION, COMPARED_METRIC, PART_METADATA, PARTS
 
 T = TypeVar("T")
 
@@ -87,7 +84,7 @@ def log_models(model, config, dataset) -> dict[str, "mlflow.models.model.ModelIn
             model=keras_model,
             signature=signature_for(part, config.code_size),
             pip_requirements=requirements,
-            metadata={"aetrack.part": part, "code_size": config.code_size, "architecture": config.architecture},
+            metadata={PART_METADATA: part, "code_size": config.code_size, "architecture": config.architecture},
             model_type=part,
             params={
                 "part": part,

@@ -17,8 +17,7 @@ from urllib.parse import urlparse
 
 from aetrack import __version__
 from aetrack.errors import Interrupted, TrackingStoreError
-
-FAILURE_TAG = "aetrack.failure"  # why a run ended FAILED or KILLED
+from aetrack.names import FAILURE_TAG, VERSION_TAG
 # How long the tracking-server probe waits for a TCP connection before giving up.
 PROBE_TIMEOUT_S = 5.0
 
@@ -78,7 +77,7 @@ def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str,
     tags = {
         **tags,
         **owner_tags(),
-        "aetrack.version": __version__,
+        VERSION_TAG: __version__,
         "tensorflow.version": tf.__version__,
         "keras.version": keras.__version__,
         "mlflow.version": mlflow.__version__,

@@ -1,0 +1,117 @@
+"""Every name aetrack writes into MLflow and Optuna, said once: run tags, study attributes, the
+registered parts, and which metrics a run logs.
+
+Standard library only: the CLI checks `--metric` against these before anything heavy loads.
+`evaluation.py` computes the final metrics under these names; the sweep, `compare` and the
+registry ask this module which ones exist.
+"""
+
+from __future__ import annotations
+
+# --- run tags ----------------------------------------------------------------------------------
+ENTRY_POINT_TAG = "aetrack.entry_point"
+ARCHITECTURE_TAG = "aetrack.architecture"
+DATASET_TAG = "aetrack.dataset"
+DATASET_SHA256_TAG = "aetrack.dataset_sha256"
+TRAIN_IMAGES_TAG = "aetrack.train_images"
+TEST_IMAGES_TAG = "aetrack.test_images"
+STRATEGY_TAG = "aetrack.strategy"
+DEVICES_TAG = "aetrack.devices"  # the devices a run (or its resumption) trained on, comma-separated
+# The value fit used: under `mlflow run` the param keeps what was asked (MLflow logged it first).
+STEPS_PER_EXECUTION_TAG = "aetrack.steps_per_execution_used"
+VERSION_TAG = "aetrack.version"
+FAILURE_TAG = "aetrack.failure"  # why a run ended FAILED or KILLED
+CODES_WHITE_TAG = "aetrack.latent_codes_white"  # the code value drawn white in `latent_codes` images
+RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"  # the run description shown at the top of the run page
+
+# Liveness: who trains the run now (see tracking/liveness.py).
+HEARTBEAT_TAG = "aetrack.heartbeat"
+HOST_TAG = "aetrack.host"
+PID_TAG = "aetrack.pid"
+PID_START_TAG = "aetrack.pid_start"  # the process's start time (Linux clock ticks): a reused pid differs
+CLAIM_PREFIX = "aetrack.resume."  # params aetrack.resume.<n> = "<host> <pid> <pid start> <utc>", one per resume
+
+# Resume.
+RESUMED_FROM_TAG = "aetrack.resumed_from_epoch"
+RESUMED_BY_TAG = "aetrack.resumed_by"  # on the resumed run: the `mlflow run` run that resumed it
+RESUMES_TAG = "aetrack.resumes"  # on that `mlflow run` run: the run it resumed
+
+# Sweeps: tags on the parent and trial runs.
+SWEEP_TAG = "aetrack.sweep"  # "parent" or "trial"
+SWEEP_STUDY_TAG = "aetrack.sweep.study"
+SWEEP_TRIAL_TAG = "aetrack.sweep.trial"
+SWEEP_WORKER_TAG = "aetrack.sweep.worker"
+SWEEP_BEST_RUN_TAG = "aetrack.sweep.best_run_id"
+SWEEP_BEST_TRIAL_TAG = "aetrack.sweep.best_trial"
+SWEEP_NO_FIGURE_PREFIX = "aetrack.sweep.no_"  # + figure name: why that figure could not be drawn
+PRUNED_TAG = "aetrack.pruned"
+PRUNED_EPOCH_TAG = "aetrack.pruned_at_epoch"
+
+# Sweeps: Optuna study and trial user attributes.
+PARENT_ATTR = "aetrack.parent_run_id"
+SPACE_ATTR = "aetrack.search"
+METRIC_ATTR = "aetrack.metric"
+TRIALS_ATTR = "aetrack.trials"
+RUN_ID_ATTR = "aetrack.run_id"
+SKIPPED_ATTR = "aetrack.skipped"
+TRIAL_FAILURE_ATTR = "aetrack.failure"
+
+# --- registered models ---------------------------------------------------------------------------
+PARTS = ("autoencoder", "encoder", "decoder")
+PART_METADATA = "aetrack.part"
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+COMPARED_METRIC = "test_bce"  # what `promote --if-better` compares; lower is better
+
+# --- metrics -------------------------------------------------------------------------------------
+NOISE_LEVELS = (0.2, 0.4, 0.6)  # the denoising robustness metrics and figure
+
+# Logged every epoch by every run (tracking/callbacks.py), plus what the model reports to Keras.
+TIMING_METRICS = ("epoch_seconds", "samples_per_second")
+LOSS_METRICS = ("loss", "val_loss")
+# What a vae's training wrapper reports besides `loss` (models/vae.py), with its `val_` versions.
+VAE_LOSS_PARTS = ("reconstruction_loss", "kl_loss")
+
+
+def epoch_metric_names(architecture: str) -> tuple[str, ...]:
+    """The metrics a run of `architecture` logs every epoch (steps 1..epochs)."""
+    names = [*LOSS_METRICS, *TIMING_METRICS]
+    if architecture == "vae":
+        names += [*VAE_LOSS_PARTS, *(f"val_{name}" for name in VAE_LOSS_PARTS)]
+    return tuple(names)
+
+
+def noise_level_metric(level: float) -> str:
+    return f"test_psnr_noise_{level:g}"
+
+
+def digit_error_metric(digit: int) -> str:
+    return f"test_mse_digit_{digit}"
+
+
+def final_metric_names(entry_point: str, architecture: str, excludes_labels: bool) -> tuple[str, ...]:
+    """The metrics every such run logs once at the end (evaluation.py), in a stable order.
+
+    Per-digit errors (`test_mse_digit_<d>`) are left out: which digits appear depends on the data.
+    """
+    names = ["test_bce", "test_mse", "test_psnr", "test_ssim"]
+    if architecture == "vae":
+        names.append("test_elbo")
+    if entry_point == "denoise":
+        names += ["noisy_psnr", "noisy_ssim", "psnr_gain_db", *(noise_level_metric(f) for f in NOISE_LEVELS)]
+    if excludes_labels:
+        names.append("anomaly_auc")
+    return tuple(names)
+
+
+# The final metrics `aetrack compare` shows as columns when any compared run has them.
+SUMMARY_METRICS = ("test_bce", "test_mse", "test_psnr", "test_ssim", "psnr_gain_db", "test_elbo", "anomaly_auc")
+
+# Metrics where a larger value is the better run; every other metric (losses, errors, seconds) is
+# ranked lower-is-better.
+_HIGHER_IS_BETTER = ("psnr", "ssim", "auc", "gain", "per_second")
+
+
+def higher_is_better(metric: str) -> bool:
+    return any(word in metric for word in _HIGHER_IS_BETTER)
