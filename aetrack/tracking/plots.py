@@ -1,34 +1,21 @@
-"""End-of-run figures, logged under `figures/` in the run's artifacts.
-
-Figures are built with matplotlib's object API on an Agg canvas and never through pyplot, so no
-GUI backend is ever imported and no window can open, whatever MPLBACKEND says, and no figure
-outlives its function (nothing global to close). This is aetrack's only matplotlib module and is
-imported at the end of a run.
-"""
+"""End-of-run figures, logged under `figures/` in the run's artifacts; drawn on
+`aetrack.figures.new_figure` (no pyplot) and imported at the end of a run."""
 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from aetrack.data import IMAGE_SIDE
+from aetrack.figures import new_figure
 from aetrack.images import PAD, image_rows_grid, sample_indices
 from aetrack.models import decoder_of, encoder_of
 from aetrack.names import NOISE_LEVELS
 from aetrack.noise import RunNoise
 
 FIGURE_DIR = "figures"
-DPI = 100
 FIGURE_IMAGES_PER_ROW = 10  # as in the tutorial's figure
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """A figure drawn by the Agg (file-only) renderer."""
-    figure = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(figure)
-    return figure
 
 
 def reconstructions_figure(rows: list[tuple[str, np.ndarray]], per_row: int = FIGURE_IMAGES_PER_ROW) -> Figure:
