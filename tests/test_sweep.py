@@ -62,6 +62,7 @@ def test_in_process_sweep_nests_trials_and_registers_the_best_once(tracking, tin
     assert parent.data.params["best.code_size"] == best.data.params["code_size"]
     figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
     assert "figures/optimization_history.png" in figures
+    assert "figures/param_importances.png" in figures  # two params over three complete trials
     # Registered once, from the best trial's run, aliased candidate; trials themselves registered nothing.
     for part in ("autoencoder", "encoder", "decoder"):
         versions = client.search_model_versions(f"name='sw-{part}'")
@@ -102,6 +103,8 @@ def test_pruning_stops_a_clearly_worse_trial_and_tags_its_run(tracking, tiny_con
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
     parent = client.get_run(result.parent_run_id)
     assert parent.data.metrics["trials_pruned"] == 1 and parent.data.metrics["trials_complete"] == 2
+    assert parent.data.tags["aetrack.sweep.no_param_importances"] == \
+        "parameter importances need 2 or more searched parameters; the study searched learning_rate"
     check_parent_best(client, parent, children_of(client, result.parent_run_id))
 
 
