@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers.errors import error_line
-from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
+from tests.helpers.processes import REPO, aetrack_in_process, run_aetrack, run_concurrently, subprocess_env
 
 
 def children_of(client, parent_run_id):
@@ -62,6 +62,7 @@ def test_in_process_sweep_nests_trials_and_registers_the_best_once(tracking, tin
     assert parent.data.params["best.code_size"] == best.data.params["code_size"]
     figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
     assert "figures/optimization_history.png" in figures
+    assert "figures/param_importances.png" in figures  # two params over three complete trials
     # Registered once, from the best trial's run, aliased candidate; trials themselves registered nothing.
     for part in ("autoencoder", "encoder", "decoder"):
         versions = client.search_model_versions(f"name='sw-{part}'")
@@ -102,6 +103,8 @@ def test_pruning_stops_a_clearly_worse_trial_and_tags_its_run(tracking, tiny_con
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
     parent = client.get_run(result.parent_run_id)
     assert parent.data.metrics["trials_pruned"] == 1 and parent.data.metrics["trials_complete"] == 2
+    assert parent.data.tags["aetrack.sweep.no_param_importances"] == \
+        "parameter importances need 2 or more searched parameters; the study searched learning_rate"
     check_parent_best(client, parent, children_of(client, result.parent_run_id))
 
 
@@ -194,3 +197,92 @@ def test_unusable_storage_fails_with_one_line_before_any_run(tracking, tiny_conf
     message = str(info.value)
     assert message.startswith("invalid --storage 'nosuchdb://user:***@host/db'") and "secret" not in message
     assert MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()]) == []
+
+
+def finished_study(direction, trials):
+    """An in-memory study holding complete trials: (params, value) pairs."""
+    import optuna
+
+    distributions = {"code_size": optuna.distributions.IntDistribution(4, 32, log=True),
+                     "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    study = optuna.create_study(direction=direction)
+    for params, value in trials:
+        study.add_trial(optuna.trial.create_trial(params=params, value=value,
+                                                  distributions={k: distributions[k] for k in params}))
+    return study
+
+
+def test_optimization_history_plots_each_value_and_the_best_so_far():
+    from aetrack.sweep.plots import optimization_history_figure
+
+    values = [0.5, 0.7, 0.3, 0.4]
+    study = finished_study("minimize", [({"code_size": 8}, v) for v in values])
+    (ax,) = optimization_history_figure(study, "test_bce").axes
+    trials, best = ax.get_lines()
+    assert list(trials.get_xdata()) == [0, 1, 2, 3] and list(trials.get_ydata()) == values
+    assert list(best.get_ydata()) == [0.5, 0.5, 0.3, 0.3]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("trial", "test_bce (lower is better)")
+    maximized = finished_study("maximize", [({"code_size": 8}, v) for v in values])
+    (ax,) = optimization_history_figure(maximized, "test_psnr").axes
+    assert list(ax.get_lines()[1].get_ydata()) == [0.5, 0.7, 0.7, 0.7]
+    assert ax.get_ylabel() == "test_psnr (higher is better)"
+
+
+def test_param_importances_bars_and_when_they_cannot_be_drawn():
+    from aetrack.sweep.plots import param_importances_figure
+
+    study = finished_study("minimize", [({"code_size": c, "learning_rate": lr}, c * lr)
+                                        for c, lr in ((4, 1e-3), (8, 1e-4), (16, 5e-3), (32, 1e-2), (6, 2e-3))])
+    (ax,) = param_importances_figure(study).axes
+    bars = ax.patches
+    assert sorted(label.get_text() for label in ax.get_yticklabels()) == ["code_size", "learning_rate"]
+    assert sum(bar.get_width() for bar in bars) == pytest.approx(1.0)
+    assert bars[0].get_width() <= bars[1].get_width()  # the most important on top
+    with pytest.raises(ValueError, match="need 2 or more complete trials; 1 completed"):
+        param_importances_figure(finished_study("minimize", [({"code_size": 8, "learning_rate": 1e-3}, 0.1)]))
+    with pytest.raises(ValueError, match="need 2 or more searched parameters; the study searched code_size"):
+        param_importances_figure(finished_study("minimize", [({"code_size": c}, c / 10) for c in (4, 8, 16)]))
+
+
+def test_figures_log_to_the_parent_or_tag_why_not():
+    from aetrack.sweep.finalise import log_figures
+
+    class Parent:
+        def __init__(self):
+            self.figures, self.tags = {}, {}
+
+        def log_figure(self, figure, name):
+            self.figures[name] = figure
+
+        def tag_no_figure(self, name, reason):
+            self.tags[name] = reason
+
+    parent = Parent()
+    log_figures(parent, finished_study("minimize", [({"code_size": 8}, 0.2), ({"code_size": 4}, 0.3)]), "test_bce")
+    assert list(parent.figures) == ["optimization_history"]
+    assert parent.figures["optimization_history"].axes[0].get_ylabel() == "test_bce (lower is better)"
+    assert parent.tags == {"param_importances": "parameter importances need 2 or more searched parameters; "
+                                                "the study searched code_size"}
+
+
+@pytest.mark.slow
+def test_vae_sweep_on_test_elbo_registers_versions_tagged_with_final_metrics_only(tracking, tiny_npz, tmp_path):
+    from aetrack.names import epoch_metric_names
+
+    out = aetrack_in_process("sweep", "basic", "--architecture", "vae", "--metric", "test_elbo", "--trials", "2",
+                             "--epochs", "1", "--train-samples", "64", "--test-samples", "16", "--dataset", tiny_npz,
+                             "--code-size", "4", "--image-samples", "4", "--search", "learning_rate=0.001:0.01:log",
+                             "--study-name", "vae", "--model-prefix", "vs", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient()
+    (parent,) = parents(client)
+    assert parent.info.status == "FINISHED"
+    children = children_of(client, parent.info.run_id)
+    assert len(children) == 2 and {c.data.params["architecture"] for c in children} == {"vae"}
+    best = check_parent_best(client, parent, children, metric="test_elbo")
+    for part in ("autoencoder", "encoder", "decoder"):
+        (version,) = client.search_model_versions(f"name='vs-{part}'")
+        assert version.run_id == best.info.run_id and version.tags["sweep_study"] == "vae"
+        assert version.tags["test_elbo"] == repr(float(best.data.metrics["test_elbo"]))
+        assert {"test_bce", "test_mse", "test_psnr", "test_ssim"} <= set(version.tags)
+        assert not set(epoch_metric_names("vae")) & set(version.tags), version.tags
