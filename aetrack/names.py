@@ -63,6 +63,7 @@ PART_METADATA = "aetrack.part"
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 COMPARED_METRIC = "test_bce"  # what `promote --if-better` compares; lower is better
+SWEEP_STUDY_VERSION_TAG = "sweep_study"  # on a version registered from a sweep: the study of its best trial
 
 # --- metrics -------------------------------------------------------------------------------------
 NOISE_LEVELS = (0.2, 0.4, 0.6)  # the denoising robustness metrics and figure
