@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from aetrack.config import TrainConfig
 from aetrack.errors import RunError
-from aetrack.names import (SWEEP_STUDY_VERSION_TAG, DATASET_SHA256_TAG, FAILURE_TAG, PARTS, PRUNED_EPOCH_TAG, PRUNED_TAG,
-                           SWEEP_BEST_RUN_TAG, SWEEP_BEST_TRIAL_TAG, SWEEP_NO_FIGURE_PREFIX, epoch_metric_names)
+from aetrack.names import (DATASET_SHA256_TAG, FAILURE_TAG, PARTS, PRUNED_EPOCH_TAG, PRUNED_TAG, SWEEP_BEST_RUN_TAG,
+                           SWEEP_BEST_TRIAL_TAG, SWEEP_NO_FIGURE_PREFIX, SWEEP_STUDY_VERSION_TAG, epoch_metric_names)
 from aetrack.tracking.plots import FIGURE_DIR
 from aetrack.tracking.registry import register_models, version_tags
 from aetrack.tracking.run import check_tracking_store, describe_run
