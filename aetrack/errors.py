@@ -7,8 +7,10 @@ raise and format them before anything heavy loads.
 
 from __future__ import annotations
 
+import re
 import signal
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Callable
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the run failed: setup, store, training, registration
@@ -67,7 +69,38 @@ class InputError(UsageError):
 
 
 class RegistryError(UsageError):
-    """A registry request (promote) that cannot be done as asked."""
+    """A registry request (promote) that cannot be done as asked.
+
+    `parameter` is the argument at fault (`name`, `version`, `if_better`; empty: the request as a
+    whole), `value` what was given (None: nothing to show), `reason` why and `remedy` what would
+    do. `reason` and `remedy` name arguments as `{version}`, so each caller spells them its own
+    way (`worded`): the core as Python parameters, the CLI as its flags.
+    """
+
+    def __init__(self, parameter: str, value: Any, reason: str, remedy: str):
+        self.parameter = parameter
+        self.value = value
+        self.reason = reason
+        self.remedy = remedy
+        super().__init__(self.worded(lambda name: name))
+
+    def worded(self, spell: Callable[[str], str]) -> str:
+        """The message with every argument's name given by `spell` (e.g. `version` -> `--version`)."""
+        subject = spell(self.parameter) if self.parameter else "promote"
+        shown = "" if self.value is None else f" {self.value!r}"
+        text = "; ".join(_ARGUMENT.sub(lambda m: spell(m.group(1)), part) for part in (self.reason, self.remedy) if part)
+        return f"invalid {subject}{shown}: {text}"
+
+
+_ARGUMENT = re.compile(r"\{([a-z_]+)\}")
+
+
+class RequestError(UsageError):
+    """A request `aetrack serve` refuses: the message is the answer's one line, `status` its HTTP status."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
+        super().__init__(message)
+        self.status = status
 
 
 class CompareError(UsageError):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import click
 
 from aetrack.config import MODEL_URI_FORMS
+from aetrack.errors import RegistryError, UsageError
+from aetrack.names import CHAMPION
 
 _MODEL_HELP = f"The model: {MODEL_URI_FORMS}."
 _INPUT_HELP = ("A .npy of shape (N, 28, 28) or (N, 784), uint8 0..255 or float 0..1, or a 28x28 PNG "
@@ -20,14 +22,22 @@ _INPUT_HELP = ("A .npy of shape (N, 28, 28) or (N, 784), uint8 0..255 or float 0
               help="Only if its test_bce is lower than the champion's (without --version: the candidate).")
 def promote(name: str, version: int | None, if_better: bool) -> None:
     """Point the registered model NAME's `champion` alias at a version."""
-    from aetrack.tracking.registry import CHAMPION, promote as promote_version
+    from aetrack.tracking.promotion import promote as promote_version
 
-    result = promote_version(name, version, if_better)
+    try:
+        result = promote_version(name, version, if_better)
+    except RegistryError as exc:
+        raise UsageError(exc.worded(_promote_flag)) from None
     was = f" (was version {result.previous})" if result.previous and result.moved else ""
     if result.moved:
         click.echo(f"aetrack: {name}@{CHAMPION} -> version {result.version}{was}: {result.reason}")
     else:
         click.echo(f"aetrack: {name}@{CHAMPION} unchanged: {result.reason}")
+
+
+def _promote_flag(parameter: str) -> str:
+    """How the command line spells a `promote` parameter: NAME is an argument, the rest are flags."""
+    return parameter if parameter == "name" else f"--{parameter.replace('_', '-')}"
 
 
 def _model_options(output_default: str | None = None):
