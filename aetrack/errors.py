@@ -88,7 +88,8 @@ class RegistryError(UsageError):
         """The message with every argument's name given by `spell` (e.g. `version` -> `--version`)."""
         subject = spell(self.parameter) if self.parameter else "promote"
         shown = "" if self.value is None else f" {self.value!r}"
-        text = "; ".join(_ARGUMENT.sub(lambda m: spell(m.group(1)), part) for part in (self.reason, self.remedy) if part)
+        parts = (_ARGUMENT.sub(lambda m: spell(m.group(1)), part) for part in (self.reason, self.remedy) if part)
+        text = "; ".join(parts)
         return f"invalid {subject}{shown}: {text}"
 
 
