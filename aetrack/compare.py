@@ -147,36 +147,32 @@ def format_table(comparison: Comparison) -> str:
 
 def plot_loss_curves(comparison: Comparison, output_dir: str, client=None) -> str:
     """Write the runs' val_loss per epoch, overlaid and labelled by run name; return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     from mlflow.tracking import MlflowClient
 
+    from aetrack.figures import new_figure, save_png
+
     client = client or MlflowClient()
     names = [run.name for run in comparison.runs]
-    figure, axes = plt.subplots(figsize=(8, 5))
-    try:
-        for run in comparison.runs:
-            points = sorted(client.get_metric_history(run.run_id, "val_loss"), key=lambda m: m.step)
-            if not points:
-                continue
-            # Same-named runs (same settings) would be indistinguishable: add the id's start.
-            label = run.name if names.count(run.name) == 1 else f"{run.name} ({run.run_id[:8]})"
-            axes.plot([p.step for p in points], [p.value for p in points], marker="o", markersize=3, label=label)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are epoch numbers
-        axes.set_xlabel("epoch")
-        axes.set_ylabel("val_loss (each run's own loss, on the test images)")
-        axes.set_title("val_loss per epoch")
-        axes.grid(True, alpha=0.3)
-        if axes.lines:
-            axes.legend(fontsize=8)
-        os.makedirs(output_dir, exist_ok=True)
-        path = os.path.join(output_dir, LOSS_CURVES_FILE)
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    figure = new_figure(8, 5)
+    axes = figure.subplots()
+    for run in comparison.runs:
+        points = sorted(client.get_metric_history(run.run_id, "val_loss"), key=lambda m: m.step)
+        if not points:
+            continue
+        # Same-named runs (same settings) would be indistinguishable: add the id's start.
+        label = run.name if names.count(run.name) == 1 else f"{run.name} ({run.run_id[:8]})"
+        axes.plot([p.step for p in points], [p.value for p in points], marker="o", markersize=3, label=label)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are epoch numbers
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("val_loss (each run's own loss, on the test images)")
+    axes.set_title("val_loss per epoch")
+    axes.grid(True, alpha=0.3)
+    if axes.lines:
+        axes.legend(fontsize=8)
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, LOSS_CURVES_FILE)
+    save_png(figure, path)
     return path
 
 
