@@ -68,16 +68,18 @@ class InputError(UsageError):
     """An input or output file of a model command that cannot be used."""
 
 
-class RegistryError(UsageError):
-    """A registry request (promote) that cannot be done as asked.
+class ArgumentError(UsageError):
+    """A request that cannot be done as asked, naming the argument at fault as the core function
+    calls it; the CLI words it with its own flags (`worded`).
 
-    `parameter` is the argument at fault (`name`, `version`, `if_better`; empty: the request as a
-    whole), `value` what was given (None: nothing to show), `reason` why and `remedy` what would
-    do. `reason` and `remedy` name arguments as `{version}`, so each caller spells them its own
-    way (`worded`): the core as Python parameters, the CLI as its flags.
+    `parameter` is that argument (empty: the request as a whole, called `request`), `value` what
+    was given (None: nothing to show), `reason` why and `remedy` what would do. `reason` and
+    `remedy` name other arguments as `{version}`, spelled by `worded` like `parameter`.
     """
 
-    def __init__(self, parameter: str, value: Any, reason: str, remedy: str):
+    request = "request"
+
+    def __init__(self, parameter: str, value: Any, reason: str, remedy: str = ""):
         self.parameter = parameter
         self.value = value
         self.reason = reason
@@ -86,14 +88,20 @@ class RegistryError(UsageError):
 
     def worded(self, spell: Callable[[str], str]) -> str:
         """The message with every argument's name given by `spell` (e.g. `version` -> `--version`)."""
-        subject = spell(self.parameter) if self.parameter else "promote"
+        subject = spell(self.parameter) if self.parameter else self.request
         shown = "" if self.value is None else f" {self.value!r}"
         parts = (_ARGUMENT.sub(lambda m: spell(m.group(1)), part) for part in (self.reason, self.remedy) if part)
-        text = "; ".join(parts)
-        return f"invalid {subject}{shown}: {text}"
+        return f"invalid {subject}{shown}: {'; '.join(parts)}"
 
 
 _ARGUMENT = re.compile(r"\{([a-z_]+)\}")
+
+
+class RegistryError(ArgumentError):
+    """A registry request (promote) that cannot be done as asked; `parameter` is one of promote's
+    (`name`, `version`, `if_better`)."""
+
+    request = "promote"
 
 
 class RequestError(UsageError):
@@ -104,8 +112,11 @@ class RequestError(UsageError):
         self.status = status
 
 
-class CompareError(UsageError):
-    """A comparison that cannot be made (unknown run, experiment or metric)."""
+class CompareError(ArgumentError):
+    """A comparison that cannot be made (unknown run, experiment or metric); `parameter` is one of
+    compare's (`experiment`, `run_ids`, `metric`, `output_dir`)."""
+
+    request = "compare"
 
 
 class ResumeError(UsageError):

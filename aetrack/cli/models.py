@@ -7,7 +7,8 @@ from __future__ import annotations
 import click
 
 from aetrack.config import MODEL_URI_FORMS
-from aetrack.errors import RegistryError, UsageError
+from aetrack.cli.wording import for_the_command_line
+from aetrack.errors import RegistryError
 from aetrack.names import CHAMPION
 
 _MODEL_HELP = f"The model: {MODEL_URI_FORMS}."
@@ -27,17 +28,12 @@ def promote(name: str, version: int | None, if_better: bool) -> None:
     try:
         result = promote_version(name, version, if_better)
     except RegistryError as exc:
-        raise UsageError(exc.worded(_promote_flag)) from None
+        raise for_the_command_line(exc, {"name": "name"}) from None
     was = f" (was version {result.previous})" if result.previous and result.moved else ""
     if result.moved:
         click.echo(f"aetrack: {name}@{CHAMPION} -> version {result.version}{was}: {result.reason}")
     else:
         click.echo(f"aetrack: {name}@{CHAMPION} unchanged: {result.reason}")
-
-
-def _promote_flag(parameter: str) -> str:
-    """How the command line spells a `promote` parameter: NAME is an argument, the rest are flags."""
-    return parameter if parameter == "name" else f"--{parameter.replace('_', '-')}"
 
 
 def _model_options(output_default: str | None = None):

@@ -90,8 +90,8 @@ def signature_for(part: str, code_size: int) -> "mlflow.models.ModelSignature": 
 def pip_requirements() -> list[str]:
     """The packages a logged model needs, pinned to what trained it.
 
-    Given explicitly because MLflow otherwise infers them by loading the model in a subprocess,
-    about 10 s per model.
+    Given explicitly because MLflow otherwise infers them by loading each model again in a
+    subprocess (a fresh TensorFlow start per logged part).
     """
     from importlib.metadata import version
 
