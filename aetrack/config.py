@@ -1,8 +1,9 @@
 """The one place where training parameters, their defaults and their rules live.
 
 `TrainConfig` holds the defaults; each field's metadata says which entry points take it, its Kind
-(type, parsing, wording) and its Rule (allowed values; see aetrack/rules.py). The CLI options and the `MLproject` parameters are both generated from it, so
-they cannot drift (tests/test_config.py checks the file on disk).
+(type, parsing, wording) and its Rule (allowed values; see aetrack/rules.py). The CLI options and
+the `MLproject` parameters are both generated from it, so they cannot drift (tests/test_config.py
+checks the file on disk).
 
 This module must stay free of TensorFlow and MLflow imports: the CLI validates with it before
 anything heavy loads.

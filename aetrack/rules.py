@@ -109,5 +109,6 @@ def _is_digit_list(value: str) -> bool:
 
 DIGIT_LIST = Rule("empty or comma-separated digits 0-9 (not all ten), e.g. '7' or '1,7'", _is_digit_list)
 DATASET = Rule("mnist, fashion_mnist or a path to a Keras-layout .npz file", lambda value: value.strip() != "")
-RUN_ID = Rule("empty or an MLflow run id (32 hex digits)", lambda value: value == "" or bool(RUN_ID_PATTERN.match(value)))
+RUN_ID = Rule("empty or an MLflow run id (32 hex digits)",
+              lambda value: value == "" or bool(RUN_ID_PATTERN.match(value)))
 SEARCH = Rule("at least one NAME=low:high, NAME=low:high:log or NAME=a|b|c", lambda value: bool(value.split()))
