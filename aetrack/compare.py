@@ -1,7 +1,8 @@
 """`aetrack compare`: a table of runs ranked by one metric, and their val_loss curves in one PNG.
 
 Reads whatever tracking store MLflow is pointed at (MLFLOW_TRACKING_URI or the default) through
-MlflowClient; needs no TensorFlow.
+MlflowClient; needs no TensorFlow. Refusals are CompareErrors naming `compare`'s own parameters;
+the CLI words them with its flags.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from aetrack.errors import CompareError
+from aetrack.errors import CompareError, UsageError
 from aetrack.names import ENTRY_POINT_TAG, RUN_NAME_TAG, SUMMARY_METRICS, higher_is_better
 
 LOSS_CURVES_FILE = "loss_curves.png"
@@ -56,13 +57,11 @@ def compare_runs(experiment: str, run_ids: list[str], metric: str, client=None) 
     without = [s for s in summaries if metric not in s.metrics]
     if not with_metric:
         available = sorted({k for s in summaries for k in s.metrics})
-        raise CompareError(
-            f"invalid --metric {metric!r}: none of the {len(summaries)} runs logged it; "
-            f"expected one of {', '.join(available) or '(no metrics logged)'}"
-        )
+        raise CompareError("metric", metric, f"none of the {len(summaries)} runs logged it",
+                           f"expected one of {', '.join(available) or '(no metrics logged)'}")
     if run_ids and without:
         names = ", ".join(f"{s.run_id} ({s.name})" for s in without)
-        raise CompareError(f"invalid --runs: runs without metric {metric!r}: {names}")
+        raise CompareError("run_ids", None, f"runs without metric {metric!r}: {names}")
     higher = higher_is_better(metric)
     ranked = sorted(with_metric, key=lambda s: s.metrics[metric], reverse=higher)
     columns = [m for m in SUMMARY_METRICS if any(m in s.metrics for s in ranked)]
@@ -77,23 +76,19 @@ def _get_run(client, run_id: str):
     try:
         return client.get_run(run_id)
     except MlflowException:
-        raise CompareError(
-            f"invalid --runs: unknown run id {run_id!r} at tracking URI {_tracking_uri()}; "
-            "expected the id of an existing run"
-        ) from None
+        raise CompareError("run_ids", None, f"unknown run id {run_id!r} at tracking URI {_tracking_uri()}",
+                           "expected the id of an existing run") from None
 
 
 def _experiment_runs(client, experiment: str) -> list:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         known = [e.name for e in client.search_experiments()]
-        raise CompareError(
-            f"invalid --experiment {experiment!r}: no such experiment at tracking URI {_tracking_uri()}; "
-            f"expected one of {', '.join(known) or '(none: no runs yet)'}"
-        )
+        raise CompareError("experiment", experiment, f"no such experiment at tracking URI {_tracking_uri()}",
+                           f"expected one of {', '.join(known) or '(none: no runs yet)'}")
     runs = client.search_runs([found.experiment_id], max_results=1000)
     if not runs:
-        raise CompareError(f"invalid --experiment {experiment!r}: it has no runs; expected at least one")
+        raise CompareError("experiment", experiment, "it has no runs", "expected at least one")
     return runs
 
 
@@ -101,7 +96,7 @@ def _check_store_exists() -> None:
     """Refuse a SQLite store that does not exist: opening it would create an empty one."""
     uri = _tracking_uri()
     if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
-        raise CompareError(
+        raise UsageError(
             f"no tracking store at {uri} (no such file); expected MLFLOW_TRACKING_URI to point at "
             "the store holding the runs, or to run in the directory with its mlflow.db"
         )
@@ -147,42 +142,38 @@ def format_table(comparison: Comparison) -> str:
 
 def plot_loss_curves(comparison: Comparison, output_dir: str, client=None) -> str:
     """Write the runs' val_loss per epoch, overlaid and labelled by run name; return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     from mlflow.tracking import MlflowClient
 
+    from aetrack.figures import new_figure, save_png
+
     client = client or MlflowClient()
     names = [run.name for run in comparison.runs]
-    figure, axes = plt.subplots(figsize=(8, 5))
-    try:
-        for run in comparison.runs:
-            points = sorted(client.get_metric_history(run.run_id, "val_loss"), key=lambda m: m.step)
-            if not points:
-                continue
-            # Same-named runs (same settings) would be indistinguishable: add the id's start.
-            label = run.name if names.count(run.name) == 1 else f"{run.name} ({run.run_id[:8]})"
-            axes.plot([p.step for p in points], [p.value for p in points], marker="o", markersize=3, label=label)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are epoch numbers
-        axes.set_xlabel("epoch")
-        axes.set_ylabel("val_loss (each run's own loss, on the test images)")
-        axes.set_title("val_loss per epoch")
-        axes.grid(True, alpha=0.3)
-        if axes.lines:
-            axes.legend(fontsize=8)
-        os.makedirs(output_dir, exist_ok=True)
-        path = os.path.join(output_dir, LOSS_CURVES_FILE)
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    figure = new_figure(8, 5)
+    axes = figure.subplots()
+    for run in comparison.runs:
+        points = sorted(client.get_metric_history(run.run_id, "val_loss"), key=lambda m: m.step)
+        if not points:
+            continue
+        # Same-named runs (same settings) would be indistinguishable: add the id's start.
+        label = run.name if names.count(run.name) == 1 else f"{run.name} ({run.run_id[:8]})"
+        axes.plot([p.step for p in points], [p.value for p in points], marker="o", markersize=3, label=label)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are epoch numbers
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("val_loss (each run's own loss, on the test images)")
+    axes.set_title("val_loss per epoch")
+    axes.grid(True, alpha=0.3)
+    if axes.lines:
+        axes.legend(fontsize=8)
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, LOSS_CURVES_FILE)
+    save_png(figure, path)
     return path
 
 
 def compare(experiment: str, run_ids: list[str], metric: str, output_dir: str) -> tuple[str, str]:
     """Rank the runs, write loss_curves.png under `output_dir`; return (table text, png path)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise CompareError(f"invalid --output {output_dir!r}: is a file; expected a directory")
+        raise CompareError("output_dir", output_dir, "is a file", "expected a directory")
     comparison = compare_runs(experiment, run_ids, metric)
     return format_table(comparison), plot_loss_curves(comparison, output_dir)

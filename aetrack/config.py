@@ -1,8 +1,9 @@
 """The one place where training parameters, their defaults and their rules live.
 
-`TrainConfig` holds the defaults; each field's metadata says which entry points take it and what
-values are allowed. The CLI options and the `MLproject` parameters are both generated from it, so
-they cannot drift (tests/test_config.py checks the file on disk).
+`TrainConfig` holds the defaults; each field's metadata says which entry points take it, its Kind
+(type, parsing, wording) and its Rule (allowed values; see aetrack/rules.py). The CLI options and
+the `MLproject` parameters are both generated from it, so they cannot drift (tests/test_config.py
+checks the file on disk).
 
 This module must stay free of TensorFlow and MLflow imports: the CLI validates with it before
 anything heavy loads.
@@ -11,12 +12,12 @@ anything heavy loads.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aetrack.errors import ConfigError
+from aetrack.rules import (DATASET, DIGIT_LIST, RUN_ID, SEARCH, STR, Kind, Rule, choice, empty_or_name, float_range,
+                           int_range, kind_of_default)
 
 ENTRY_POINTS = ("basic", "denoise")
 BOTH = ENTRY_POINTS
@@ -26,8 +27,6 @@ ARCHITECTURES = ("dense", "conv", "vae")
 STRATEGIES = ("default", "mirrored")
 SAMPLERS = ("tpe", "random")
 KNOWN_DATASETS = ("mnist", "fashion_mnist")
-MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_EXPERIMENT = "aetrack"
 # The model URIs and files aetrack loads (`--model`, `init_model`, aetrack.load_model), described once.
 MODEL_URI_FORMS = (
@@ -36,92 +35,50 @@ MODEL_URI_FORMS = (
 )
 
 
-# --- value rules --------------------------------------------------------------------------------
-# Each rule takes the parsed value and returns None when it is allowed, else the "expected ..." text.
+def _param(default: Any, help: str, rule: Rule | None = None, entry_points=BOTH, logged: bool = True,
+           kind: Kind | None = None) -> Any:
+    """A parameter field: its help, its kind (from the default unless given), its rule, and the
+    entry points that take it."""
+    return field(default=default, metadata={"help": help, "kind": kind or kind_of_default(default), "rule": rule,
+                                            "entry_points": entry_points, "logged": logged})
 
 
-def _int_range(low: int, high: int) -> Callable[[int], str | None]:
-    def rule(value: int) -> str | None:
-        return None if low <= value <= high else f"an integer from {low} to {high}"
-
-    return rule
+def field_kind(f: dataclasses.Field) -> Kind:
+    """The field's Kind (its type, parsing and wording), from its metadata."""
+    return f.metadata["kind"]
 
 
-def _float_range(low: float, high: float, low_open: bool = False) -> Callable[[float], str | None]:
-    def rule(value: float) -> str | None:
-        above = value > low if low_open else value >= low
-        if math.isfinite(value) and above and value <= high:
-            return None
-        return f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
-
-    return rule
-
-
-def _choice(*choices: str) -> Callable[[str], str | None]:
-    def rule(value: str) -> str | None:
-        return None if value in choices else "one of " + ", ".join(choices)
-
-    return rule
-
-
-def _model_prefix(value: str) -> str | None:
-    if value == "" or MODEL_NAME_PATTERN.match(value):
-        return None
-    return "empty (aetrack-<entry point>) or letters, digits, '.', '_', '-' (at most 100, no spaces)"
-
-
-def _digit_list(value: str) -> str | None:
-    if value == "":
-        return None
-    parts = [p.strip() for p in value.split(",")]
-    if all(len(p) == 1 and p.isdigit() for p in parts) and len(set(parts)) < 10:
-        return None
-    return "empty or comma-separated digits 0-9 (not all ten), e.g. '7' or '1,7'"
-
-
-def _dataset(value: str) -> str | None:
-    if value.strip() == "":
-        return "mnist, fashion_mnist or a path to a Keras-layout .npz file"
-    return None
-
-
-def _run_id(value: str) -> str | None:
-    if value == "" or RUN_ID_PATTERN.match(value):
-        return None
-    return "empty or an MLflow run id (32 hex digits)"
-
-
-def _param(default: Any, help: str, check: Callable | None = None, entry_points=BOTH, logged: bool = True) -> Any:
-    return field(default=default, metadata={"help": help, "check": check, "entry_points": entry_points,
-                                            "logged": logged})
+def field_rule(f: dataclasses.Field) -> Rule | None:
+    """The field's Rule (which values are allowed), or None when any value of its kind is."""
+    return f.metadata.get("rule")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on. Defaults are the tutorial's settings."""
 
-    epochs: int = _param(10, "Training epochs.", _int_range(1, 100_000))
-    batch_size: int = _param(64, "Images per training step.", _int_range(1, 65_536))
-    code_size: int = _param(64, "Size of the encoder's code (the bottleneck).", _int_range(1, 4096))
+    epochs: int = _param(10, "Training epochs.", int_range(1, 100_000))
+    batch_size: int = _param(64, "Images per training step.", int_range(1, 65_536))
+    code_size: int = _param(64, "Size of the encoder's code (the bottleneck).", int_range(1, 4096))
     architecture: str = _param(
         "dense", "Model family: dense (the tutorial's 784-code-784), conv (convolutional) or vae (variational).",
-        _choice(*ARCHITECTURES),
+        choice(*ARCHITECTURES),
     )
     kl_weight: float = _param(
         1.0, "vae only: weight of the KL term in the loss (1 = the ELBO; other values: beta-VAE).",
-        _float_range(0.0, 1000.0),
+        float_range(0.0, 1000.0),
     )
-    learning_rate: float = _param(0.001, "Adam learning rate.", _float_range(0.0, 10.0, low_open=True))
-    loss: str = _param("bce", "Training loss: bce (binary cross-entropy) or mse.", _choice(*LOSSES))
-    train_samples: int = _param(30000, "Training images used (the first N).", _int_range(1, 10_000_000))
-    test_samples: int = _param(100, "Test images used (the first N).", _int_range(1, 10_000_000))
-    seed: int = _param(0, "Seed for weights, noise and image samples.", _int_range(0, 2**31 - 1))
+    learning_rate: float = _param(0.001, "Adam learning rate.", float_range(0.0, 10.0, low_open=True))
+    loss: str = _param("bce", "Training loss: bce (binary cross-entropy) or mse.", choice(*LOSSES))
+    train_samples: int = _param(30000, "Training images used (the first N).", int_range(1, 10_000_000))
+    test_samples: int = _param(100, "Test images used (the first N).", int_range(1, 10_000_000))
+    seed: int = _param(0, "Seed for weights, noise and image samples.", int_range(0, 2**31 - 1))
     dataset: str = _param(
-        "mnist", "mnist, fashion_mnist, or a path to a Keras-layout .npz file.", _dataset
+        "mnist", "mnist, fashion_mnist, or a path to a Keras-layout .npz file.", DATASET
     )
     noise_factor: float = _param(
         0.4, "Gaussian noise scale added to inputs (then clipped to [0, 1]).",
-        _float_range(0.0, 5.0), DENOISE,
+        float_range(0.0, 5.0), DENOISE,
     )
     init_model: str = _param(
         "", "Model to start from (a model URI or a .keras file, as --model takes); empty: fresh weights.",
@@ -129,48 +86,48 @@ class TrainConfig:
     )
     exclude_digits: str = _param(
         "", "Comma-separated labels left out of training, e.g. '7' (for anomaly detection).",
-        _digit_list,
+        DIGIT_LIST,
     )
-    image_samples: int = _param(8, "Test images shown in per-epoch reconstruction images.", _int_range(1, 64))
-    image_every: int = _param(1, "Log images every N epochs; 0 turns per-epoch images off.", _int_range(0, 100_000))
+    image_samples: int = _param(8, "Test images shown in per-epoch reconstruction images.", int_range(1, 64))
+    image_every: int = _param(1, "Log images every N epochs; 0 turns per-epoch images off.", int_range(0, 100_000))
     checkpoint_every: int = _param(
-        1, "Store a checkpoint to resume from every N epochs; 0 turns checkpoints off.", _int_range(0, 100_000)
+        1, "Store a checkpoint to resume from every N epochs; 0 turns checkpoints off.", int_range(0, 100_000)
     )
     # Not a training parameter: it picks the run to continue (`mlflow run -P resume_run_id=...`), so it
     # is never logged as a param and the resumed run's own params decide everything else.
     resume_run_id: str = _param(
         "", "Continue this interrupted run from its last checkpoint instead of starting a new run; "
-        "every other parameter is then read from that run.", _run_id, logged=False,
+        "every other parameter is then read from that run.", RUN_ID, logged=False,
     )
     register: bool = _param(True, "Register the trained models in the MLflow model registry.")
     model_prefix: str = _param(
-        "", "Registered model name prefix; empty means aetrack-<entry point>.", _model_prefix
+        "", "Registered model name prefix; empty means aetrack-<entry point>.", empty_or_name("aetrack-<entry point>")
     )
     system_metrics: bool = _param(
         False, "Log CPU, memory and GPU use as MLflow system metrics (psutil; costs a little fit time)."
     )
-    # 200: about 0.7x the fit time of 1 on 2 CPU cores, identical losses (benchmarks/RESULTS.md).
+    # 200: the same losses as 1, with the Python overhead of one call spread over 200 steps
+    # (benchmarks/RESULTS.md has the measurements).
     steps_per_execution: int = _param(
-        200, "Training steps per compiled call (same math, less Python overhead).", _int_range(1, 10_000)
+        200, "Training steps per compiled call (same math, less Python overhead).", int_range(1, 10_000)
     )
     strategy: str = _param(
         "default", "default (one device) or mirrored (tf.distribute.MirroredStrategy over the local devices; "
-        "steps_per_execution 1).", _choice(*STRATEGIES),
+        "steps_per_execution 1).", choice(*STRATEGIES),
     )
-    entry_point: str = field(default="basic", metadata={"check": _choice(*ENTRY_POINTS)})
-    experiment_name: str = field(default=DEFAULT_EXPERIMENT, metadata={"check": None})
+    entry_point: str = field(default="basic", metadata={"kind": STR, "rule": choice(*ENTRY_POINTS)})
+    experiment_name: str = field(default=DEFAULT_EXPERIMENT, metadata={"kind": STR})
 
     def validated(self) -> "TrainConfig":
         """Check every field (raise ConfigError naming the first bad one); return the config with
         an empty `model_prefix` resolved to `aetrack-<entry point>`."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, _python_type(f)) or (isinstance(value, bool) and f.type != "bool"):
-                raise ConfigError(f.name, value, _type_text(f))
-            check = f.metadata.get("check")
-            problem = check(value) if check else None
-            if problem:
-                raise ConfigError(f.name, value, problem)
+            if not field_kind(f).accepts(value):
+                raise ConfigError(f.name, value, field_kind(f).text)
+            rule = field_rule(f)
+            if rule is not None and not rule.check(value):
+                raise ConfigError(f.name, value, rule.allowed)
         if self.architecture == "vae" and self.loss != "bce":
             raise ConfigError("loss", self.loss, "bce with architecture vae (its decoder is Bernoulli: the "
                               "loss is the negative ELBO, summed binary cross-entropy + KL)")
@@ -198,16 +155,6 @@ class TrainConfig:
         }
 
 
-def _sweep_search(value: str) -> str | None:
-    return None if value.split() else "at least one NAME=low:high, NAME=low:high:log or NAME=a|b|c"
-
-
-def _study_name(value: str) -> str | None:
-    if value == "" or MODEL_NAME_PATTERN.match(value):
-        return None
-    return "empty (a new study) or letters, digits, '.', '_', '-' (at most 100, no spaces)"
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """A sweep's own settings; the fixed training parameters are a TrainConfig beside it.
@@ -216,19 +163,19 @@ class SweepConfig:
     """
 
     trials: int = _param(10, "Trials in the study in all (shared by every worker on the same study).",
-                         _int_range(1, 100_000))
+                         int_range(1, 100_000))
     search: str = _param(
         "code_size=16:128:log learning_rate=0.0001:0.01:log",
         "Search space: NAME=low:high, NAME=low:high:log or NAME=a|b|c over any training parameter; "
-        "repeat the option or separate specs with spaces.", _sweep_search,
+        "repeat the option or separate specs with spaces.", SEARCH,
     )
     metric: str = _param("test_bce", "Final metric to optimise (higher is better for psnr/ssim/auc/gain, "
                          "else lower).", None)
-    sampler: str = _param("tpe", "Optuna sampler: tpe or random (seeded with --seed).", _choice(*SAMPLERS))
+    sampler: str = _param("tpe", "Optuna sampler: tpe or random (seeded with --seed).", choice(*SAMPLERS))
     pruning: bool = _param(True, "Prune trials whose val_loss is worse than the median at the same epoch.")
     storage: str = _param("", "Optuna storage URL (shared by workers); empty: optuna.db beside the MLflow store.")
     study_name: str = _param("", "Optuna study (workers with the same name share it); empty: a new study.",
-                             _study_name)
+                             empty_or_name("a new study"))
 
 
 def training_params(entry_point: str) -> list[dataclasses.Field]:
@@ -239,66 +186,31 @@ def training_params(entry_point: str) -> list[dataclasses.Field]:
     ]
 
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
-
-
-def _python_type(f: dataclasses.Field) -> type | tuple[type, ...]:
-    kind = _TYPES[f.type]
-    return (int, float) if kind is float else kind
-
-
-def _type_text(f: dataclasses.Field) -> str:
-    return {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false"}[f.type]
-
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
 def sweep_params() -> list[dataclasses.Field]:
     """The sweep's own options, in order (after the entry point's training parameters)."""
     return list(dataclasses.fields(SweepConfig))
 
 
 def parse_value(name: str, raw: str, config_class: type = TrainConfig) -> Any:
-    """Parse one command-line string into the field's type and check it; raise ConfigError."""
+    """Parse one command-line string into the field's kind and check its rule; raise ConfigError."""
     f = {f.name: f for f in dataclasses.fields(config_class)}[name]
-    text = raw.strip()
+    kind, rule = field_kind(f), field_rule(f)
     try:
-        if f.type == "int":
-            value: Any = int(text)
-        elif f.type == "float":
-            value = float(text)
-        elif f.type == "bool":
-            lowered = text.lower()
-            if lowered not in _TRUE | _FALSE:
-                raise ValueError
-            value = lowered in _TRUE
-        else:
-            value = raw
+        value = kind.parse(raw)
     except ValueError:
-        check = f.metadata.get("check")
-        allowed = _type_text(f)
-        if check is not None:
-            # Reuse the rule's wording ("an integer from 1 to ...") by asking it about a bad value.
-            hint = check(-(10**12)) if f.type in ("int", "float") else None
-            allowed = hint or allowed
-        raise ConfigError(name, raw, allowed) from None
-    check = f.metadata.get("check")
-    problem = check(value) if check else None
-    if problem:
-        raise ConfigError(name, raw, problem)
+        # The rule's text says what is allowed ("an integer from 1 to ..."); without one, the kind's.
+        raise ConfigError(name, raw, rule.allowed if rule is not None else kind.text) from None
+    if rule is not None and not rule.check(value):
+        raise ConfigError(name, raw, rule.allowed)
     return value
 
 
 def mlproject_type(f: dataclasses.Field) -> str:
-    return {"int": "int", "float": "float", "str": "string", "bool": "string"}[f.type]
+    return field_kind(f).mlproject
 
 
 def mlproject_default(f: dataclasses.Field) -> str:
-    if f.type == "bool":
-        return "true" if f.default else "false"
-    return str(f.default)
+    return field_kind(f).shown(f.default)
 
 
 def render_mlproject() -> str:

@@ -7,8 +7,10 @@ raise and format them before anything heavy loads.
 
 from __future__ import annotations
 
+import re
 import signal
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Callable
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the run failed: setup, store, training, registration
@@ -66,12 +68,55 @@ class InputError(UsageError):
     """An input or output file of a model command that cannot be used."""
 
 
-class RegistryError(UsageError):
-    """A registry request (promote) that cannot be done as asked."""
+class ArgumentError(UsageError):
+    """A request that cannot be done as asked, naming the argument at fault as the core function
+    calls it; the CLI words it with its own flags (`worded`).
+
+    `parameter` is that argument (empty: the request as a whole, called `request`), `value` what
+    was given (None: nothing to show), `reason` why and `remedy` what would do. `reason` and
+    `remedy` name other arguments as `{version}`, spelled by `worded` like `parameter`.
+    """
+
+    request = "request"
+
+    def __init__(self, parameter: str, value: Any, reason: str, remedy: str = ""):
+        self.parameter = parameter
+        self.value = value
+        self.reason = reason
+        self.remedy = remedy
+        super().__init__(self.worded(lambda name: name))
+
+    def worded(self, spell: Callable[[str], str]) -> str:
+        """The message with every argument's name given by `spell` (e.g. `version` -> `--version`)."""
+        subject = spell(self.parameter) if self.parameter else self.request
+        shown = "" if self.value is None else f" {self.value!r}"
+        parts = (_ARGUMENT.sub(lambda m: spell(m.group(1)), part) for part in (self.reason, self.remedy) if part)
+        return f"invalid {subject}{shown}: {'; '.join(parts)}"
 
 
-class CompareError(UsageError):
-    """A comparison that cannot be made (unknown run, experiment or metric)."""
+_ARGUMENT = re.compile(r"\{([a-z_]+)\}")
+
+
+class RegistryError(ArgumentError):
+    """A registry request (promote) that cannot be done as asked; `parameter` is one of promote's
+    (`name`, `version`, `if_better`)."""
+
+    request = "promote"
+
+
+class RequestError(UsageError):
+    """A request `aetrack serve` refuses: the message is the answer's one line, `status` its HTTP status."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
+        super().__init__(message)
+        self.status = status
+
+
+class CompareError(ArgumentError):
+    """A comparison that cannot be made (unknown run, experiment or metric); `parameter` is one of
+    compare's (`experiment`, `run_ids`, `metric`, `output_dir`)."""
+
+    request = "compare"
 
 
 class ResumeError(UsageError):

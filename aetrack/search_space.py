@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from aetrack.config import TrainConfig, parse_value, training_params
+from aetrack.config import TrainConfig, field_kind, parse_value, training_params
 from aetrack.errors import ConfigError
 from aetrack.names import final_metric_names
+from aetrack.rules import FLOAT
 
 SPEC_FORMS = "NAME=low:high, NAME=low:high:log or NAME=a|b|c"
 # Set by the sweep itself, never searched: trials never register, the best one does (once).
@@ -85,7 +86,8 @@ def parse_spec(spec: str, entry_point: str) -> SearchParam:
     parts = body.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
         raise SearchSpecError(spec, SPEC_FORMS)
-    if field.type not in ("int", "float"):
+    kind = field_kind(field)
+    if not kind.numeric:
         raise SearchSpecError(spec, f"a choice a|b|c for {name} (a range needs a numeric parameter)")
     low, high = (_checked(spec, name, p) for p in parts[:2])
     log = len(parts) == 3
@@ -95,7 +97,7 @@ def parse_spec(spec: str, entry_point: str) -> SearchParam:
         raise SearchSpecError(spec, f"a positive low for a log range of {name}")
     if low == high:
         raise SearchSpecError(spec, f"low < high for {name} (a single value is not a search; set --{name.replace('_', '-')})")
-    return SearchParam(name, field.type, low, high, log)
+    return SearchParam(name, kind.name, low, high, log)
 
 
 def _choices(spec: str, name: str, body: str) -> tuple[Any, ...]:
@@ -122,8 +124,8 @@ def _text(value: Any) -> str:
 
 def trial_overrides(params: dict[str, Any]) -> dict[str, Any]:
     """Sampled values as TrainConfig keyword arguments (Optuna returns ints for int fields already)."""
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    return {k: float(v) if types.get(k) == "float" else v for k, v in params.items()}
+    kinds = {f.name: field_kind(f) for f in dataclasses.fields(TrainConfig)}
+    return {k: float(v) if kinds.get(k) is FLOAT else v for k, v in params.items()}
 
 
 def sweep_metrics(base: TrainConfig, space: tuple[SearchParam, ...] = ()) -> list[str]:

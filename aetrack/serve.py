@@ -1,16 +1,17 @@
 """`aetrack serve`: a lean scoring server for one trained model, for when batch throughput matters.
 
 `mlflow models serve` answers aetrack's models through one compiled call (see
-`tracking/aetrack_keras_pyfunc.py`), so a single image costs a few milliseconds. For a batch, though,
-MLflow's server spends nearly all of a request on JSON: with 256 images the model takes about 2 ms
-and the server about 440 ms, decoding the request twice and writing 200,704 floats with Python's
-pure-Python JSON encoder (benchmarks/serving.py). The model cannot change that. This server keeps
-MLflow's protocol (`POST /invocations` with `{"inputs": ...}` or `{"instances": ...}`, answered with
-`{"predictions": ...}`; `GET /ping`, `/health`, `/version`), encodes JSON in one C-accelerated call,
-and adds a binary form: a `.npy` body with `Content-Type: application/x-npy` is answered with a `.npy`
-body of float32 outputs.
+`tracking/aetrack_keras_pyfunc.py`), but for a batch its server spends most of a request on JSON:
+it decodes the request twice and writes every output float with Python's pure-Python JSON encoder,
+which the model cannot change (benchmarks/serving.py measures it; benchmarks/RESULTS.md has the
+figures). This server keeps MLflow's protocol (`POST /invocations` with `{"inputs": ...}` or
+`{"instances": ...}`, answered with `{"predictions": ...}`; `GET /ping`, `/health`, `/version`),
+encodes JSON in one C-accelerated call, and adds a binary form: a `.npy` body with
+`Content-Type: application/x-npy` is answered with a `.npy` body of float32 outputs.
 
 Standard library only (`http.server`): one process, one thread per connection, the model shared.
+A refused request is a RequestError (aetrack's error family), answered with its HTTP status and
+MLflow's error document.
 """
 
 from __future__ import annotations
@@ -28,20 +29,12 @@ import numpy as np
 
 from aetrack import __version__
 from aetrack.data import IMAGE_PIXELS
-from aetrack.errors import ConfigError, Interrupted
+from aetrack.errors import ConfigError, Interrupted, RequestError
 
 JSON_TYPE = "application/json"
 NPY_TYPE = "application/x-npy"
 JSON_KEYS = ("inputs", "instances")
 MAX_BODY_BYTES = 256 * 1024 * 1024  # 256 MiB: about 85,000 images as float32 .npy
-
-
-class BadRequest(Exception):
-    """A request the server refuses; `status` is the HTTP status, the message one line."""
-
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -73,21 +66,21 @@ def load_served_model(uri: str) -> ServedModel:
 
 
 def check_batch(array: np.ndarray, model: ServedModel) -> np.ndarray:
-    """The request's rows as float32 (n, input_width); a BadRequest saying what is allowed otherwise."""
+    """The request's rows as float32 (n, input_width); a RequestError saying what is allowed otherwise."""
     expected = f"expected numbers of shape (N, {model.input_width})"
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise BadRequest(f"invalid inputs: not a rectangular array of numbers (dtype {array.dtype}); {expected}")
+        raise RequestError(f"invalid inputs: not a rectangular array of numbers (dtype {array.dtype}); {expected}")
     if array.ndim != 2 or array.shape[1] != model.input_width or array.shape[0] == 0:
-        raise BadRequest(f"invalid inputs: shape {array.shape}; {expected}, N >= 1")
+        raise RequestError(f"invalid inputs: shape {array.shape}; {expected}, N >= 1")
     if array.dtype == np.uint8 and model.takes_images:
         array = array / np.float32(255.0)  # pixel values, as training divided them
     batch = array.astype(np.float32, copy=False)
     if not np.all(np.isfinite(batch)):
-        raise BadRequest(f"invalid inputs: contains NaN or infinity; {expected}, finite")
+        raise RequestError(f"invalid inputs: contains NaN or infinity; {expected}, finite")
     if model.takes_images:
         low, high = float(batch.min()), float(batch.max())
         if low < 0.0 or high > 1.0:
-            raise BadRequest(f"invalid inputs: values {low:g}..{high:g}; expected pixels as floats in [0, 1] "
+            raise RequestError(f"invalid inputs: values {low:g}..{high:g}; expected pixels as floats in [0, 1] "
                              "(or, in a .npy, uint8 0..255)")
     return np.ascontiguousarray(batch)
 
@@ -97,23 +90,23 @@ def parse_json_body(body: bytes) -> np.ndarray:
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"invalid JSON body ({exc}); expected {{\"inputs\": [[...], ...]}}") from None
+        raise RequestError(f"invalid JSON body ({exc}); expected {{\"inputs\": [[...], ...]}}") from None
     keys = [key for key in JSON_KEYS if isinstance(document, dict) and key in document]
     if len(keys) != 1:
         found = sorted(document) if isinstance(document, dict) else type(document).__name__
-        raise BadRequest(f"invalid JSON body: found {found}; expected an object with one of "
+        raise RequestError(f"invalid JSON body: found {found}; expected an object with one of "
                          f"{', '.join(JSON_KEYS)} holding a list of rows")
     try:
         return np.asarray(document[keys[0]])
     except ValueError:  # ragged rows
-        raise BadRequest("invalid inputs: rows of different lengths; expected a list of equal-length rows") from None
+        raise RequestError("invalid inputs: rows of different lengths; expected a list of equal-length rows") from None
 
 
 def parse_npy_body(body: bytes) -> np.ndarray:
     try:
         return np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise BadRequest(f"invalid .npy body ({' '.join(str(exc).split())}); expected an array written "
+        raise RequestError(f"invalid .npy body ({' '.join(str(exc).split())}); expected an array written "
                          "by numpy.save") from None
 
 
@@ -129,11 +122,11 @@ def answer(model: ServedModel, content_type: str, body: bytes) -> tuple[str, byt
     if mime == JSON_TYPE:
         charset = parameters.partition("charset=")[2].strip().lower() or "utf-8"
         if charset != "utf-8":
-            raise BadRequest(f"unsupported charset {charset}; expected utf-8", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            raise RequestError(f"unsupported charset {charset}; expected utf-8", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
         outputs = model.predict(check_batch(parse_json_body(body), model))
         # json.dumps of a plain list takes the C encoder (json.dump into a stream would not).
         return JSON_TYPE, json.dumps({"predictions": outputs.tolist()}).encode()
-    raise BadRequest(f"unsupported Content-Type {content_type or '(none)'!r}; expected {JSON_TYPE} or {NPY_TYPE}",
+    raise RequestError(f"unsupported Content-Type {content_type or '(none)'!r}; expected {JSON_TYPE} or {NPY_TYPE}",
                      HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
 
 
@@ -153,32 +146,32 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/version":
             self._send(HTTPStatus.OK, JSON_TYPE, __version__.encode())
         else:
-            self._error(BadRequest(f"no such path {self.path}; expected /invocations (POST), /ping, /health "
+            self._error(RequestError(f"no such path {self.path}; expected /invocations (POST), /ping, /health "
                                    "or /version", HTTPStatus.NOT_FOUND))
 
     def do_POST(self) -> None:  # noqa: N802
         try:
             if self.path != "/invocations":
-                raise BadRequest(f"no such path {self.path}; expected POST /invocations", HTTPStatus.NOT_FOUND)
+                raise RequestError(f"no such path {self.path}; expected POST /invocations", HTTPStatus.NOT_FOUND)
             body = self.rfile.read(self._body_length())
             self._send(HTTPStatus.OK, *answer(self.server.model, self.headers.get("Content-Type", ""), body))
-        except BadRequest as exc:
+        except RequestError as exc:
             self._error(exc)
 
     def _body_length(self) -> int:
         text = self.headers.get("Content-Length")
         if text is None or not text.strip().isdigit():
             self.close_connection = True  # the body's end is unknown: the connection cannot be reused
-            raise BadRequest(f"Content-Length {text!r}; expected the body's size in bytes",
+            raise RequestError(f"Content-Length {text!r}; expected the body's size in bytes",
                              HTTPStatus.LENGTH_REQUIRED)
         length = int(text)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            raise BadRequest(f"body of {length} bytes; expected at most {MAX_BODY_BYTES}",
+            raise RequestError(f"body of {length} bytes; expected at most {MAX_BODY_BYTES}",
                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         return length
 
-    def _error(self, exc: BadRequest) -> None:
+    def _error(self, exc: RequestError) -> None:
         code = "BAD_REQUEST" if exc.status == HTTPStatus.BAD_REQUEST else exc.status.name
         # MLflow's error document, so clients of `mlflow models serve` read it the same way.
         self._send(exc.status, JSON_TYPE, json.dumps({"error_code": code, "message": str(exc)}).encode())

@@ -81,3 +81,26 @@ def test_params_and_prefix():
     assert "noise_factor" not in TrainConfig().params()
     assert c.validated().model_prefix == "aetrack-denoise"
     assert c.excluded_digits == (1, 7)
+
+
+def test_kinds_and_rules_come_from_the_fields_not_their_annotations():
+    """A field whose annotation is no plain type name (here `str | None`, evaluated: this file has no
+    `from __future__ import annotations`) parses and validates by the Kind its metadata carries."""
+    from aetrack import config, rules
+
+    @dataclasses.dataclass(frozen=True)
+    class WithNote(TrainConfig):
+        note: str | None = config._param("", "A note.", rules.empty_or_name("none"), kind=rules.STR)
+        widths: tuple[int, ...] = config._param(8, "A width.", rules.int_range(1, 9), kind=rules.INT)
+
+    assert parse_value("note", "ok", WithNote) == "ok" and parse_value("widths", " 3 ", WithNote) == 3
+    with pytest.raises(ConfigError, match=r"invalid widths 'x': expected an integer from 1 to 9"):
+        parse_value("widths", "x", WithNote)
+    with pytest.raises(ConfigError, match=r"invalid note 'a b': expected empty \(none\) or letters"):
+        parse_value("note", "a b", WithNote)
+    assert WithNote(note="n", widths=9).validated().widths == 9
+    with pytest.raises(ConfigError, match=r"invalid widths True: expected an integer$"):
+        WithNote(widths=True).validated()
+    rule = rules.float_range(0.0, 1.0, low_open=True)
+    assert rule.allowed == "a number > 0 and <= 1"
+    assert [rule.check(v) for v in (0.0, 0.5, 1.0, float("nan"))] == [False, True, True, False]

@@ -265,3 +265,21 @@ def test_denoise_starts_from_registry_alias(registered, tiny_npz):
     assert run.info.status == "FINISHED" and run.data.params["init_model"].endswith("@candidate")
     for trained, start in zip(result.model.get_weights(), candidate.get_weights()):
         np.testing.assert_allclose(trained, start, atol=1e-6)
+
+
+def test_promote_refusals_name_its_parameters_and_the_cli_words_them_as_flags(tracking):
+    from aetrack.errors import RegistryError
+    from aetrack.tracking.promotion import promote
+
+    MlflowClient().create_registered_model("m")
+    with pytest.raises(RegistryError) as refused:
+        promote("m")
+    assert (refused.value.parameter, refused.value.value) == ("", None)
+    assert str(refused.value) == "invalid promote: give version N or if_better (which promotes the candidate)"
+    line = error_line(aetrack_in_process("promote", "m"), 2, only_line=True)
+    assert line == "aetrack: error: invalid promote: give --version N or --if-better (which promotes the candidate)"
+    with pytest.raises(RegistryError) as refused:
+        promote("m", version=3)
+    assert str(refused.value) == "invalid version 3: 'm' has no version 3; expected one of none"
+    line = error_line(aetrack_in_process("promote", "m", "--version", "3"), 2, only_line=True)
+    assert line == "aetrack: error: invalid --version 3: 'm' has no version 3; expected one of none"

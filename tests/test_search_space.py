@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from aetrack.config import ConfigError, TrainConfig
+from aetrack.rules import choice
 from aetrack.search_space import SearchParam, check_metric, parse_search
 
 
@@ -33,7 +34,7 @@ def test_a_field_added_to_trainconfig_is_searchable_with_its_own_rule(monkeypatc
 
     @dataclasses.dataclass(frozen=True)
     class WithArchitecture(TrainConfig):
-        architecture: str = config._param("dense", "Model family.", config._choice("dense", "conv", "vae"))
+        architecture: str = config._param("dense", "Model family.", choice("dense", "conv", "vae"))
 
     monkeypatch.setattr(config, "TrainConfig", WithArchitecture)
     import aetrack.search_space as search_space

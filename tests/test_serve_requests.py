@@ -8,8 +8,8 @@ import socket
 import numpy as np
 import pytest
 
-from aetrack.errors import ConfigError
-from aetrack.serve import BadRequest, ServedModel, answer, make_server
+from aetrack.errors import ConfigError, RequestError
+from aetrack.serve import ServedModel, answer, make_server
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_json_and_npy_answers_are_the_model_outputs(served):
     ("application/json; charset=latin-1", b"{}", 415, "unsupported charset latin-1; expected utf-8"),
 ])
 def test_bad_requests_are_refused_in_one_line(served, content_type, body, status, message):
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(RequestError) as refused:
         answer(served[1], content_type, body)
     assert refused.value.status == status
     text = str(refused.value)

@@ -1,5 +1,6 @@
-"""Input checks and output writing (pure numpy/Pillow), and the real `aetrack encode / reconstruct /
-denoise` commands on .npy and PNG files against registered models."""
+"""Input checks and output writing (pure numpy/Pillow), every refusal of a model command's arguments
+(one table, in this process), and the real `aetrack encode / reconstruct / denoise` commands on .npy
+and PNG files against registered models."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from PIL import Image
 
 from aetrack.errors import InputError
 from aetrack.images import image_rows_grid
-from aetrack.use import GRID_COLUMNS, check_output, read_images, to_model_images, write_grid, write_npy
+from aetrack.use import GRID_COLUMNS, read_images, write_grid, write_npy
 from aetrack.noise import add_noise
 from tests.helpers.data import synthetic_digits
 from tests.helpers.errors import error_line
@@ -24,7 +25,7 @@ def digits():
     return synthetic_digits(6, seed=3)[0]  # uint8 (6, 28, 28)
 
 
-# --- reading and checking, no model --------------------------------------------------------------
+# --- reading, checking and writing, no model -----------------------------------------------------
 
 
 def test_npy_and_png_inputs_read_to_the_same_pixels(tmp_path, digits):
@@ -42,49 +43,78 @@ def test_npy_and_png_inputs_read_to_the_same_pixels(tmp_path, digits):
     np.testing.assert_allclose(mixed[3:], expected, atol=1e-7)
 
 
-@pytest.mark.parametrize(
-    "array,expected",
-    [
-        (np.zeros((2, 27, 28), np.uint8), "shape (2, 27, 28); expected (N, 28, 28) or (N, 784)"),
-        (np.zeros((784,), np.float32), "shape (784,)"),
-        (np.zeros((0, 784), np.float32), "no images"),
-        (np.full((1, 784), 1.5, np.float32), "float values 1.5..1.5; expected floats in [0, 1]"),
-        (np.full((1, 784), -3, np.int16), "int16 values -3..-3; expected pixel values 0..255"),
-        (np.full((1, 784), np.nan, np.float32), "NaN or infinity"),
-        (np.zeros((1, 784), bool), "dtype bool"),
-    ],
-)
-def test_bad_arrays_are_refused(array, expected):
-    with pytest.raises(InputError, match="invalid images") as info:
-        to_model_images(array)
-    assert expected in str(info.value)
+# Every file the refusal table below reads, made once; nothing else may appear beside them.
+BAD_FILES = ("good.npy", "shape.npy", "flat.npy", "empty.npy", "range.npy", "int16.npy", "nan.npy", "bool.npy",
+             "corrupt.npy", "corrupt.png", "big.png", "digit.jpg", "objects.npy", "fake.keras", "dir.npy")
 
 
-def test_bad_files_and_outputs_are_refused(tmp_path):
-    (tmp_path / "corrupt.npy").write_bytes(b"not numpy")
-    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "digit.jpg")
-    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
-    cases = {
-        "corrupt.npy": "not a readable .npy file",
-        "corrupt.png": "not a readable PNG image",
-        "big.png": "image is 32x32; expected a 28x28 PNG",
-        "digit.jpg": "unknown file type '.jpg'",
-        "objects.npy": "not a readable .npy file",
-        "missing.npy": "no such file",
-    }
-    for name, expected in cases.items():
-        with pytest.raises(InputError, match="invalid --input") as info:
-            read_images([str(tmp_path / name)])
-        assert expected in str(info.value), name
-    with pytest.raises(InputError, match="expected a file ending in .npy"):
-        check_output(str(tmp_path / "out.csv"), (".npy",))
-    with pytest.raises(InputError, match="does not exist"):
-        check_output(str(tmp_path / "no" / "out.npy"), (".npy",))
-    (tmp_path / "dir.npy").mkdir()
-    with pytest.raises(InputError, match="is a directory"):
-        check_output(str(tmp_path / "dir.npy"), (".npy",))
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_files")
+    for name, array in (("good.npy", np.zeros((2, 28, 28), np.uint8)), ("shape.npy", np.zeros((2, 27, 28), np.uint8)),
+                        ("flat.npy", np.zeros((784,), np.float32)), ("empty.npy", np.zeros((0, 784), np.float32)),
+                        ("range.npy", np.full((1, 784), 1.5, np.float32)),
+                        ("int16.npy", np.full((1, 784), -3, np.int16)),
+                        ("nan.npy", np.full((1, 784), np.nan, np.float32)), ("bool.npy", np.zeros((1, 784), bool)),
+                        ("objects.npy", np.array([{"a": 1}], dtype=object))):
+        np.save(folder / name, array, allow_pickle=name == "objects.npy")
+    (folder / "corrupt.npy").write_bytes(b"not numpy")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "big.png")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "digit.jpg", format="JPEG")
+    (folder / "fake.keras").write_text("not a model")
+    (folder / "dir.npy").mkdir()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(BAD_FILES)
+    return folder
+
+
+MODEL = "models:/x/1"  # a well-formed URI: every case below is refused before a model loads
+REFUSED = [
+    # Arrays: shape, emptiness, value range and dtype.
+    (["score", "-i", "shape.npy"], "invalid --input 'shape.npy': shape (2, 27, 28); expected (N, 28, 28) or (N, 784)"),
+    (["score", "-i", "flat.npy"], "invalid --input 'flat.npy': shape (784,)"),
+    (["score", "-i", "empty.npy"], "invalid --input 'empty.npy': no images"),
+    (["score", "-i", "range.npy"], "invalid --input 'range.npy': float values 1.5..1.5; expected floats in [0, 1]"),
+    (["score", "-i", "int16.npy"], "int16 values -3..-3; expected pixel values 0..255"),
+    (["score", "-i", "nan.npy"], "invalid --input 'nan.npy': contains NaN or infinity"),
+    (["score", "-i", "bool.npy"], "invalid --input 'bool.npy': dtype bool"),
+    # Files that cannot be read as images.
+    (["score", "-i", "corrupt.npy"], "invalid --input 'corrupt.npy': not a readable .npy file"),
+    (["score", "-i", "objects.npy"], "invalid --input 'objects.npy': not a readable .npy file"),
+    (["score", "-i", "corrupt.png"], "invalid --input 'corrupt.png': not a readable PNG image"),
+    (["score", "-i", "big.png"], "invalid --input 'big.png': image is 32x32; expected a 28x28 PNG"),
+    (["score", "-i", "digit.jpg"], "invalid --input 'digit.jpg': unknown file type '.jpg'"),
+    (["score", "-i", "good.npy", "-i", "missing.npy"], "invalid --input 'missing.npy': no such file"),
+    (["encode", "-o", "c.npy"], "invalid --input: missing; expected an input file"),
+    # Outputs: suffix, folder, directory, grid.
+    (["score", "-i", "good.npy", "-o", "scores.txt"], "invalid --output 'scores.txt': expected a file ending in .npy"),
+    (["encode", "-i", "good.npy", "-o", "c.png"], "invalid --output 'c.png': expected a file ending in .npy"),
+    (["reconstruct", "-i", "good.npy", "-o", "no/r.npy"], "invalid --output 'no/r.npy': folder"),
+    (["score", "-i", "good.npy", "-o", "dir.npy"], "invalid --output 'dir.npy': is a directory"),
+    (["denoise", "-i", "good.npy", "-o", "r.npy", "--grid", "g.jpg"], "invalid --grid 'g.jpg'"),
+    (["denoise", "-i", "good.npy", "-o", "r.npy", "--add-noise", "-1"], "invalid --add-noise"),
+    # Models refused by their argument alone.
+    (["score", "-i", "good.npy", "-m", "nope.keras"], "invalid --model 'nope.keras': no such file"),
+    (["score", "-i", "good.npy", "-m", "fake.keras"],
+     "invalid --model 'fake.keras': not a readable .keras (zip) file: truncated or corrupt"),
+]
+
+
+@pytest.mark.parametrize("args,expected", REFUSED, ids=[" ".join(args) for args, _ in REFUSED])
+def test_bad_inputs_outputs_and_models_are_refused_in_one_line(bad_files, args, expected):
+    # The CLI's own `main` in this process; test_checks_happen_before_anything_heavy runs the real command.
+    model = [] if "-m" in args else ["-m", MODEL]
+    line = error_line(aetrack_in_process(*args, *model, cwd=bad_files), 2, only_line=True)
+    assert expected in line, line
+    assert sorted(p.name for p in bad_files.iterdir()) == sorted(BAD_FILES)  # nothing written
+
+
+def test_checks_happen_before_anything_heavy(bad_files):
+    """The real command in a fresh interpreter: its one error line, and no TensorFlow, Keras or
+    MLflow imported by the time it exits."""
+    probed = run_with_import_probe("encode", "-m", MODEL, "-i", "shape.npy", "-o", "c.npy", cwd=bad_files)
+    assert "invalid --input 'shape.npy': shape (2, 27, 28)" in error_line(probed.out, 2, only_line=True)
+    assert not {"tensorflow", "keras", "mlflow"} & set(probed.heavy), probed.heavy
 
 
 def test_writes_are_atomic_and_grid_pairs_inputs_with_outputs(tmp_path, digits):
@@ -157,38 +187,19 @@ def test_denoise_with_added_noise_npy_and_grid(registered, tmp_path, digits):
 
 
 @pytest.mark.slow
-def test_command_errors_are_one_line_and_fast(registered, tmp_path, digits):
+def test_models_that_do_not_fit_the_command_are_refused(registered, tmp_path, digits):
+    """Found once the model is loaded; still one line, and nothing is written."""
     np.save(tmp_path / "x.npy", digits)
-    np.save(tmp_path / "wide.npy", np.zeros((2, 30, 30), np.uint8))
-    encoder = f"models:/{registered.prefix}-encoder/1"
-    cases = [
-        (["encode", "-m", encoder, "-i", "wide.npy", "-o", "c.npy"], "invalid --input 'wide.npy': shape (2, 30, 30)"),
-        (["encode", "-m", encoder, "-i", "x.npy", "-o", "c.png"], "invalid --output 'c.png': expected a file ending in .npy"),
-        (["reconstruct", "-m", encoder, "-i", "x.npy", "-o", "no/r.npy"], "invalid --output 'no/r.npy': folder"),
-        (["denoise", "-m", encoder, "-i", "x.npy", "-o", "r.npy", "--grid", "g.jpg"], "invalid --grid 'g.jpg'"),
-        (["denoise", "-m", encoder, "-i", "x.npy", "-o", "r.npy", "--add-noise", "-1"], "invalid --add-noise"),
-        (["encode", "-m", encoder, "-o", "c.npy"], "invalid --input: missing; expected an input file"),
-    ]
-    # The real command in a child process for the first case, the CLI's `main` in this process after.
-    line = error_line(aetrack(*cases[0][0], uri=registered.uri, cwd=tmp_path), 2)
-    assert cases[0][1] in line, line
-    for args, expected in cases[1:]:
-        line = error_line(aetrack_in_process(*args, cwd=tmp_path), 2)
-        assert expected in line, line
-    # These checks happen before TensorFlow, Keras or MLflow are imported.
-    probed = run_with_import_probe("encode", "-m", "models:/x/1", "-i", "wide.npy", "-o", "c.npy",
-                                   uri=registered.uri, cwd=tmp_path)
-    assert "invalid --input 'wide.npy'" in error_line(probed.out, 2)
-    assert not {"tensorflow", "keras", "mlflow"} & set(probed.heavy), probed.heavy
-    # Model problems are found after loading it; still one line, and nothing is written.
     for args, expected in (
-        (["reconstruct", "-m", encoder, "-i", "x.npy", "-o", "r.npy"], "it outputs 8 values per image; expected an autoencoder"),
+        (["reconstruct", "-m", f"models:/{registered.prefix}-encoder/1", "-i", "x.npy", "-o", "r.npy"],
+         "it outputs 8 values per image; expected an autoencoder"),
         (["encode", "-m", f"models:/{registered.prefix}-decoder/1", "-i", "x.npy", "-o", "c.npy"], "it takes 8 values"),
-        (["encode", "-m", "models:/no-such-model/1", "-i", "x.npy", "-o", "c.npy"], "invalid --model 'models:/no-such-model/1': cannot load it ("),
+        (["encode", "-m", "models:/no-such-model/1", "-i", "x.npy", "-o", "c.npy"],
+         "invalid --model 'models:/no-such-model/1': cannot load it ("),
     ):
         line = error_line(aetrack_in_process(*args, cwd=tmp_path), 2)
         assert expected in line, line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.npy", "x.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
 
 
 def test_sample_decodes_seeded_prior_draws_and_refuses_non_decoders(tmp_path):

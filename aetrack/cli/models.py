@@ -7,6 +7,9 @@ from __future__ import annotations
 import click
 
 from aetrack.config import MODEL_URI_FORMS
+from aetrack.cli.wording import for_the_command_line
+from aetrack.errors import RegistryError
+from aetrack.names import CHAMPION
 
 _MODEL_HELP = f"The model: {MODEL_URI_FORMS}."
 _INPUT_HELP = ("A .npy of shape (N, 28, 28) or (N, 784), uint8 0..255 or float 0..1, or a 28x28 PNG "
@@ -20,9 +23,12 @@ _INPUT_HELP = ("A .npy of shape (N, 28, 28) or (N, 784), uint8 0..255 or float 0
               help="Only if its test_bce is lower than the champion's (without --version: the candidate).")
 def promote(name: str, version: int | None, if_better: bool) -> None:
     """Point the registered model NAME's `champion` alias at a version."""
-    from aetrack.tracking.registry import CHAMPION, promote as promote_version
+    from aetrack.tracking.promotion import promote as promote_version
 
-    result = promote_version(name, version, if_better)
+    try:
+        result = promote_version(name, version, if_better)
+    except RegistryError as exc:
+        raise for_the_command_line(exc, {"name": "name"}) from None
     was = f" (was version {result.previous})" if result.previous and result.moved else ""
     if result.moved:
         click.echo(f"aetrack: {name}@{CHAMPION} -> version {result.version}{was}: {result.reason}")

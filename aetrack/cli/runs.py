@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from aetrack.cli.wording import for_the_command_line
 from aetrack.config import DEFAULT_EXPERIMENT
+from aetrack.errors import CompareError
 
 
 @click.command(short_help="Rank runs by a metric; overlay their val_loss curves.")
@@ -22,7 +24,10 @@ def compare(run_ids_args: tuple[str, ...], experiment: str, run_ids: tuple[str, 
     from aetrack.compare import compare as compare_runs
 
     ids = list(dict.fromkeys(i for raw in (*run_ids, *run_ids_args) for i in raw.replace(",", " ").split()))
-    table, png = compare_runs(experiment, ids, metric, output)
+    try:
+        table, png = compare_runs(experiment, ids, metric, output)
+    except CompareError as exc:
+        raise for_the_command_line(exc, {"run_ids": "--runs", "output_dir": "--output"}) from None
     click.echo(table)
     click.echo(f"wrote {png}")
 

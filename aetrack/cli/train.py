@@ -8,9 +8,10 @@ import functools
 
 import click
 
-from aetrack.config import (DEFAULT_EXPERIMENT, ENTRY_POINTS, RUN_ID_PATTERN, SweepConfig, TrainConfig, parse_value,
+from aetrack.config import (DEFAULT_EXPERIMENT, ENTRY_POINTS, SweepConfig, TrainConfig, field_kind, parse_value,
                             sweep_params, training_params)
 from aetrack.errors import ConfigError, UsageError
+from aetrack.rules import RUN_ID_PATTERN
 
 SUMMARIES = {
     "basic": "The tutorial's dense autoencoder: reconstruct clean images.",
@@ -53,14 +54,15 @@ def training_options(entry_point: str) -> list[click.Option]:
 def _options(fields, config_class: type, repeatable: tuple[str, ...] = ()) -> list[click.Option]:
     options = []
     for f in fields:
-        default = f.default if f.type != "bool" else str(f.default).lower()
+        kind = field_kind(f)
+        default = kind.shown(f.default)
         options.append(
             click.Option(
                 [f"--{f.name.replace('_', '-')}", f.name],
                 type=str,
                 default=None,
                 multiple=f.name in repeatable,
-                metavar=f.type.upper(),
+                metavar=kind.name.upper(),
                 callback=functools.partial(_parse_option, config_class=config_class),
                 help=f"{f.metadata['help']}  [default: {default if default != '' else 'empty'}]",
             )

@@ -1,0 +1,98 @@
+"""Logging a trained model's parts to its run: the autoencoder, its encoder and its decoder, each an
+MLflow LoggedModel with the Keras flavor (native `.keras` files), a tensor signature and pinned
+requirements. Registering them is `aetrack.tracking.registry`; loading them back is
+`aetrack.models.loading.load_model`.
+
+TensorFlow and MLflow are imported inside the functions: `aetrack --help` imports this module's
+callers without them.
+"""
+
+from __future__ import annotations
+
+from aetrack.data import IMAGE_PIXELS
+from aetrack.names import PART_METADATA, PARTS
+
+
+def log_models(model, config, dataset) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
+    """Log autoencoder, encoder and decoder to the active run as `runs:/<run id>/<part>`: plain
+    Functional models for every architecture (a vae's training wrapper is never logged).
+
+    Each is an MLflow LoggedModel at step = `config.epochs`: MLflow links the run's metrics at that
+    step (the last epoch's, and the final test metrics logged after this) to every model. The
+    models keep the Keras flavor (`mlflow.keras.load_model` works); their pyfunc serves through
+    `aetrack_keras_pyfunc` (a direct call: fast, no progress bars).
+    """
+    from mlflow.models import Model
+
+    from aetrack.models import autoencoder_of, decoder_of, encoder_of
+    from aetrack.tracking import keras_flavor
+    from aetrack.tracking.records import DIGEST_LENGTH
+
+    parts = dict(zip(PARTS, (autoencoder_of(model), encoder_of(model), decoder_of(model))))
+    requirements = pip_requirements()
+    infos = {}
+    for part, keras_model in parts.items():
+        # No input_example: in MLflow 3.17 the Keras flavor writes it before creating the model
+        # directory and fails (mlflow/mlflow#16183). The signature carries the schema instead.
+        infos[part] = Model.log(
+            artifact_path=None,
+            name=part,
+            flavor=keras_flavor,
+            flavor_name="keras",
+            model=keras_model,
+            signature=signature_for(part, config.code_size),
+            pip_requirements=requirements,
+            metadata={PART_METADATA: part, "code_size": config.code_size, "architecture": config.architecture},
+            model_type=part,
+            params={
+                "part": part,
+                "architecture": config.architecture,
+                "layers": layer_widths(keras_model),
+                "code_size": config.code_size,
+                "entry_point": config.entry_point,
+                "dataset_name": dataset.name,
+                "dataset_digest": dataset.train_sha256[:DIGEST_LENGTH],
+            },
+            step=config.epochs,
+        )
+    return infos
+
+
+def layer_widths(model) -> str:
+    """The input width and each Dense layer's units, e.g. `784-64-784` for the tutorial's model."""
+    import keras
+
+    dense = [layer for layer in _leaf_layers(model) if isinstance(layer, keras.layers.Dense)]
+    return "-".join(map(str, [int(model.inputs[0].shape[-1]), *(int(layer.units) for layer in dense)]))
+
+
+def _leaf_layers(model) -> list:
+    leaves = []
+    for layer in model.layers:
+        leaves.extend(_leaf_layers(layer) if hasattr(layer, "layers") else [layer])
+    return leaves
+
+
+def signature_for(part: str, code_size: int) -> "mlflow.models.ModelSignature":  # noqa: F821
+    """float32 tensors with a free batch dimension: images (784) in or out, codes (code_size)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    sizes = {"autoencoder": (IMAGE_PIXELS, IMAGE_PIXELS), "encoder": (IMAGE_PIXELS, code_size),
+             "decoder": (code_size, IMAGE_PIXELS)}[part]
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, sizes[0]))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, sizes[1]))]),
+    )
+
+
+def pip_requirements() -> list[str]:
+    """The packages a logged model needs, pinned to what trained it.
+
+    Given explicitly because MLflow otherwise infers them by loading each model again in a
+    subprocess (a fresh TensorFlow start per logged part).
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "tensorflow", "keras", "numpy")]
