@@ -1,8 +1,9 @@
 """aetrack's layers, read from its source (no module is imported, so no TensorFlow): every
 `import` and `from ... import`, at module level or inside a function, counts.
 
-Data flows downward: cli -> commands -> runner -> tracking -> models -> base. `ALLOWED` is the
-table README's layout describes; a new module needs a layer in `LAYERS` before this passes.
+Data flows downward: cli -> commands -> runner -> tracking -> models -> base. `LAYERS` and
+`ALLOWED` are data so they are easy to keep in step with the layout in README; a new module needs
+a layer in `LAYERS` before this passes.
 """
 
 from __future__ import annotations
