@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
+
 from aetrack.config import TrainConfig, parse_value
 from aetrack.data import dataset_for
 from aetrack.devices import distribution_scope, for_strategy
@@ -37,8 +39,6 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
     if dataset.sha256 != run.data.tags.get(DATASET_SHA256_TAG, dataset.sha256):
         raise ResumeError(f"cannot resume run {run_id}: dataset {config.dataset!r} has changed since the run "
                           "started (its SHA-256 differs from the run's tag aetrack.dataset_sha256)")
-
-    import keras
 
     keras.utils.set_random_seed(config.seed)
     with distribution_scope(config) as devices:  # the optimizer's variables too: restore builds them
