@@ -3,7 +3,7 @@
 Importing this package is cheap: TensorFlow loads only when a model is built or loaded.
 """
 
-__version__ = "0.1.0"
+from aetrack.version import __version__
 
 __all__ = ["__version__", "train", "TrainConfig", "load_model"]
 

@@ -24,7 +24,6 @@ from aetrack.errors import RunError
 CPU_DEVICES_ENV = "AETRACK_CPU_DEVICES"
 MIRRORED_DEVICES_ENV = "AETRACK_MIRRORED_DEVICES"
 MIRRORED_STEPS_PER_EXECUTION = 1
-from aetrack.names import DEVICES_TAG  # noqa: F401 - re-exported for train and resume
 
 
 def for_strategy(config: TrainConfig) -> TrainConfig:

@@ -29,6 +29,8 @@ _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
 
 Reconstruct = Callable[[np.ndarray], np.ndarray]
+# A vae's q(z|x): images -> (code means, code log-variances).
+Moments = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def binary_crossentropy(target: np.ndarray, predicted: np.ndarray) -> float:
@@ -142,6 +144,7 @@ def final_metrics(
     labels: np.ndarray,
     noise: RunNoise | None = None,
     excluded_digits: tuple[int, ...] = (),
+    moments: Moments | None = None,
 ) -> dict[str, float]:
     """Every end-of-run metric of one model on the test images.
 
@@ -149,7 +152,8 @@ def final_metrics(
     `clean` the targets. Names are the same for every entry point; a denoising run adds the noisy
     input's own PSNR/SSIM, `psnr_gain_db` and `test_psnr_noise_<level>`; a run that excluded
     digits adds `anomaly_auc` (excluded digits vs the rest, scored by the per-image error on the
-    clean images) and `test_mse_digit_<d>` for each digit in the test images.
+    clean images) and `test_mse_digit_<d>` for each digit in the test images. Given a vae's
+    `moments`, it adds `test_elbo` (negative ELBO, nats per image, on `inputs`).
     """
     predicted = reconstruct(inputs)
     metrics = reconstruction_metrics(clean, predicted)
@@ -161,6 +165,9 @@ def final_metrics(
             metrics[noise_level_metric(level)] = psnr(clean, reconstruct(noise.at_level(clean, level)))
     if excluded_digits:
         metrics.update(anomaly_metrics(reconstruct, clean, labels, excluded_digits))
+    if moments is not None:
+        mean, log_var = moments(inputs)
+        metrics["test_elbo"] = negative_elbo(clean, predicted, mean, log_var)
     return metrics
 
 

@@ -4,38 +4,63 @@ Checks first, changing nothing until all pass: the run exists, it is KILLED, FAI
 its process gone; its params make a valid TrainConfig; it has a whole checkpoint that was written
 for exactly those params. Then it claims the run (one of two simultaneous resumes wins, see
 `tracking.liveness.claim`), reopens it, restores weights, optimizer and random state, and continues
-with `train.complete_run` from the checkpoint's epoch: the same fit, evaluation, figures and
+with `runner.complete_run` from the checkpoint's epoch: the same fit, evaluation, figures and
 registration as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+import keras
 
 from aetrack.config import TrainConfig, parse_value
 from aetrack.data import dataset_for
-from aetrack.devices import DEVICES_TAG, distribution_scope, for_strategy
+from aetrack.devices import distribution_scope, for_strategy
 from aetrack.errors import ConfigError, ResumeError
-from aetrack.names import (DATASET_SHA256_TAG, ENTRY_POINT_TAG, RESUMED_BY_TAG, RESUMED_FROM_TAG, RESUMES_TAG,
-                           RUN_NAME_TAG)
-from aetrack.tracking.checkpoints import read_checkpoint, restore
-from aetrack.tracking.liveness import DEFAULT_STALE_TIMEOUT_S, claim, is_stale, owner_tags
-from aetrack.tracking.run import FAILURE_TAG, check_tracking_store, param_texts, tracked_run
-from aetrack.train import PhaseTimer, StartPoint, TrainResult, build_model, complete_run, summary
-
+from aetrack.names import DATASET_SHA256_TAG, ENTRY_POINT_TAG, RUN_NAME_TAG
+from aetrack.runner import PhaseTimer, StartPoint, TrainResult, build_model, complete_run, summary
+from aetrack.tracking.checkpoints import Checkpoint, read_checkpoint, restore
+from aetrack.tracking.liveness import DEFAULT_STALE_TIMEOUT_S, claim
+from aetrack.tracking.resumption import (experiment_name_of, leave_outer_run, logged_history, mark_resumed,
+                                         resumable_run)
+from aetrack.tracking.run import check_tracking_store, param_texts, tracked_run, tracking_client, tracking_uri
 
 
 def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResult:
     """Continue run `run_id` from its last checkpoint to the end; return what `train` returns."""
-    check_tracking_store(mlflow.get_tracking_uri())
-    client = MlflowClient()
+    check_tracking_store(tracking_uri())
+    client = tracking_client()
     run = resumable_run(client, run_id, timeout_s)
-    config = for_strategy(config_of(run))  # a mirrored run resumes mirrored, with its steps_per_execution
+    # A mirrored run resumes mirrored, with its steps_per_execution.
+    config = for_strategy(config_of(run, experiment_name_of(client, run)))
+    checkpoint = checkpoint_for(client, run_id, config)
+    dataset = dataset_for(config)
+    if dataset.sha256 != run.data.tags.get(DATASET_SHA256_TAG, dataset.sha256):
+        raise ResumeError(f"cannot resume run {run_id}: dataset {config.dataset!r} has changed since the run "
+                          "started (its SHA-256 differs from the run's tag aetrack.dataset_sha256)")
+
+    keras.utils.set_random_seed(config.seed)
+    with distribution_scope(config) as devices:  # the optimizer's variables too: restore builds them
+        model = build_model(config)
+        restore(model, checkpoint, run_id)  # raises ResumeError before anything is changed
+
+    claim(client, run_id, timeout_s)
+    outer_run_id = leave_outer_run(client, run_id)  # under `mlflow run`: its own new run
+    phase = PhaseTimer()
+    start = StartPoint(checkpoint.epoch, *logged_history(client, run_id))
+    with tracked_run(config.experiment_name, resume_run_id=run_id) as reopened:
+        mark_resumed(client, run, checkpoint.epoch, devices, outer_run_id)
+        print(f"aetrack: resuming run {run_id} from epoch {checkpoint.epoch} of {config.epochs}", flush=True)
+        result = complete_run(client, reopened, run.data.tags.get(RUN_NAME_TAG, run_id), config, dataset,
+                              model, phase, start)
+    print(summary(result, tracking_uri()), flush=True)
+    return result
+
+
+def checkpoint_for(client, run_id: str, config: TrainConfig) -> Checkpoint:
+    """The run's last whole checkpoint, if it was written for exactly `config`'s params; else
+    ResumeError saying what differs."""
     checkpoint = read_checkpoint(client, run_id)
     if checkpoint is None:
         raise ResumeError(f"cannot resume run {run_id}: it has no checkpoint (checkpoint_every="
@@ -47,62 +72,12 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
         name = differ[0] if differ else "params"
         raise ResumeError(f"cannot resume run {run_id}: its checkpoint ({checkpoint.folder}) was written for "
                           f"{name}={saved.get(name)!r} but the run has {name}={expected.get(name)!r}")
-    dataset = dataset_for(config)
-    if dataset.sha256 != run.data.tags.get(DATASET_SHA256_TAG, dataset.sha256):
-        raise ResumeError(f"cannot resume run {run_id}: dataset {config.dataset!r} has changed since the run "
-                          "started (its SHA-256 differs from the run's tag aetrack.dataset_sha256)")
-
-    import keras
-
-    keras.utils.set_random_seed(config.seed)
-    with distribution_scope(config) as devices:  # the optimizer's variables too: restore builds them
-        model = build_model(config)
-        restore(model, checkpoint, run_id)  # raises ResumeError before anything is changed
-
-    claim(client, run_id, timeout_s)
-    outer_run_id = os.environ.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`: its own new run
-    if outer_run_id:
-        client.set_tag(outer_run_id, RESUMES_TAG, run_id)
-    phase = PhaseTimer()
-    start = StartPoint(checkpoint.epoch, *logged_history(client, run_id))
-    with tracked_run(config.experiment_name, resume_run_id=run_id) as reopened:
-        tags = {**owner_tags(), RESUMED_FROM_TAG: str(checkpoint.epoch), DEVICES_TAG: ",".join(devices)}
-        if outer_run_id:
-            tags[RESUMED_BY_TAG] = outer_run_id
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
-        if FAILURE_TAG in run.data.tags:  # the old reason no longer applies; the tag above says what happened
-            client.delete_tag(run_id, FAILURE_TAG)
-        print(f"aetrack: resuming run {run_id} from epoch {checkpoint.epoch} of {config.epochs}", flush=True)
-        result = complete_run(client, reopened, run.data.tags.get(RUN_NAME_TAG, run_id), config, dataset,
-                              model, phase, start)
-    print(summary(result, mlflow.get_tracking_uri()), flush=True)
-    return result
+    return checkpoint
 
 
-def resumable_run(client: MlflowClient, run_id: str, timeout_s: float):
-    """The run, if it can be resumed; else ResumeError saying why."""
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise ResumeError(f"cannot resume run {run_id}: no such run in {mlflow.get_tracking_uri()}") from None
-    status = run.info.status
-    if run.info.lifecycle_stage == "deleted":
-        raise ResumeError(f"cannot resume run {run_id}: it is deleted")
-    if status == "FINISHED":
-        raise ResumeError(f"cannot resume run {run_id}: it is FINISHED; only KILLED, FAILED or stale RUNNING "
-                          "runs can be resumed")
-    if status == "RUNNING" and not is_stale(run, timeout_s):
-        raise ResumeError(f"cannot resume run {run_id}: it is RUNNING and its process is alive (or its heartbeat "
-                          f"is under {timeout_s:g} s old); stop it first, or see `aetrack runs --stale`")
-    if status not in ("KILLED", "FAILED", "RUNNING"):
-        raise ResumeError(f"cannot resume run {run_id}: it is {status}; only KILLED, FAILED or stale RUNNING "
-                          "runs can be resumed")
-    return run
-
-
-def config_of(run) -> TrainConfig:
-    """The TrainConfig the run was trained with, rebuilt from its params and entry point tag."""
+def config_of(run, experiment_name: str) -> TrainConfig:
+    """The TrainConfig the run was trained with, rebuilt from its params and entry point tag, in
+    `experiment_name`."""
     entry_point = run.data.tags.get(ENTRY_POINT_TAG)
     if entry_point not in ("basic", "denoise"):
         raise ResumeError(f"cannot resume run {run.info.run_id}: it was not made by aetrack train "
@@ -122,12 +97,4 @@ def config_of(run) -> TrainConfig:
             values[name] = parse_value(name, raw)
         except ConfigError as exc:
             raise ResumeError(f"cannot resume run {run.info.run_id}: its param {exc}") from None
-    experiment = mlflow.get_experiment(run.info.experiment_id).name
-    return dataclasses.replace(probe, experiment_name=experiment, **values).validated()
-
-
-def logged_history(client: MlflowClient, run_id: str) -> tuple[int, dict[str, list[float]]]:
-    """(the last step with a logged loss, {loss, val_loss: values by step from 1})."""
-    by_key = {key: {m.step: m.value for m in client.get_metric_history(run_id, key)} for key in ("loss", "val_loss")}
-    history = {key: [values[s] for s in sorted(values)] for key, values in by_key.items()}
-    return max(by_key["loss"], default=0), history
+    return dataclasses.replace(probe, experiment_name=experiment_name, **values).validated()

@@ -5,6 +5,8 @@ import pytest
 
 from aetrack.evaluation import (
     PSNR_CAP_DB,
+    final_metrics,
+    negative_elbo,
     per_image_psnr,
     per_image_ssim,
     psnr,
@@ -77,3 +79,21 @@ def test_roc_auc_needs_both_classes():
         roc_auc([0.3], [True])
     with pytest.raises(ValueError, match="2 scores but 3 labels"):
         roc_auc([0.3, 0.1], [True, False, True])
+
+
+def test_final_metrics_add_test_elbo_only_given_a_vae_s_moments():
+    clean = _images(6)
+    predicted = np.clip(clean * 0.8 + 0.1, 0, 1)
+    labels = np.arange(6) % 3
+    mean, log_var = _images(6, seed=1)[:, :4] - 0.5, np.full((6, 4), -0.5)
+    seen = []
+
+    def moments(x):
+        seen.append(x)
+        return mean, log_var
+
+    plain = final_metrics(lambda x: predicted, clean, clean, labels)
+    vae = final_metrics(lambda x: predicted, clean, clean, labels, moments=moments)
+    assert "test_elbo" not in plain and set(vae) == set(plain) | {"test_elbo"}
+    assert vae["test_elbo"] == pytest.approx(negative_elbo(clean, predicted, mean, log_var))
+    assert vae["test_elbo"] > 0 and len(seen) == 1 and seen[0] is clean

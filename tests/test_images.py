@@ -12,7 +12,8 @@ from PIL import Image
 from aetrack import images
 from aetrack.data import load_dataset
 from aetrack.noise import add_noise
-from aetrack.train import build_model, train
+from aetrack.runner import build_model
+from aetrack.train import train
 
 PAD = images.PAD
 SIDE = 28

@@ -5,6 +5,9 @@ Step k is the state after k epochs (step 1 is the end of the first epoch), match
 because the MLflow UI's image grid opens every card at step 0. A resumed run re-trains the epochs
 after its checkpoint; `logged_through` (the last step the run already has) keeps those steps from
 being logged twice.
+
+The logging callbacks submit their MLflow calls to the fit's `BackgroundCalls` queue (given to
+each constructor); the fit waits for that queue when training ends or fails.
 """
 
 from __future__ import annotations
@@ -18,14 +21,11 @@ from mlflow.tracking import MlflowClient
 
 from aetrack import images
 from aetrack.models import decoder_of, encoder_of
+from aetrack.models.prior import PRIOR_SAMPLES, prior_draws
+from aetrack.names import CODES_WHITE_TAG
 from aetrack.tracking.background import BackgroundCalls
 from aetrack.tracking.checkpoints import artifact_repository, capture_checkpoint, store_checkpoint
 from aetrack.tracking.liveness import heartbeat
-
-from aetrack.names import CODES_WHITE_TAG
-
-# Draws from the prior decoded into the per-epoch `samples` image of a vae run.
-PRIOR_SAMPLES = 32
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -33,10 +33,12 @@ class MetricsLogger(keras.callbacks.Callback):
     (`loss`, `val_loss`, and what the model adds, e.g. a vae's `reconstruction_loss`, `kl_loss`
     and their `val_` versions) once per epoch."""
 
-    def __init__(self, client: MlflowClient, run_id: str, samples_per_epoch: int, logged_through: int = 0):
+    def __init__(self, client: MlflowClient, run_id: str, calls: BackgroundCalls, samples_per_epoch: int,
+                 logged_through: int = 0):
         super().__init__()
         self.client = client
         self.run_id = run_id
+        self.calls = calls
         self.samples_per_epoch = samples_per_epoch
         self.logged_through = logged_through
         self._epoch_started = 0.0
@@ -57,12 +59,9 @@ class MetricsLogger(keras.callbacks.Callback):
         step = epoch + 1
         if step <= self.logged_through:
             return
-        BackgroundCalls.for_run(self.run_id).submit(
+        self.calls.submit(
             self.client.log_batch, self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()]
         )
-
-    def on_train_end(self, logs=None):
-        BackgroundCalls.for_run(self.run_id).wait()  # every epoch's metrics are in the store now
 
 
 class ReconstructionImageLogger(keras.callbacks.Callback):
@@ -70,13 +69,15 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
     test images: `reconstruction` (inputs over outputs, and the clean originals below when the
     inputs are noisy) and `latent_codes` (each sample's code as a small image, on a colour scale
     fixed at the first trained epoch). Grids are built in numpy from `model(x, training=False)`:
-    no `predict`, no matplotlib, so an epoch's images cost milliseconds.
+    no `predict` (it sets up a prediction loop on every call) and no matplotlib, so logging images
+    every epoch stays small next to the epoch itself.
     """
 
     def __init__(
         self,
         client: MlflowClient,
         run_id: str,
+        calls: BackgroundCalls,
         inputs: np.ndarray,
         originals: np.ndarray,
         every: int = 1,
@@ -87,6 +88,7 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         super().__init__()
         self.client = client
         self.run_id = run_id
+        self.calls = calls
         self.inputs = np.ascontiguousarray(inputs, dtype=np.float32)
         self.originals = originals
         self.every = every
@@ -113,15 +115,11 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         if self.code_scale is None:
             self.code_scale = images.code_scale(codes)
             # Say what white means, once, so a reader of the images can read the codes' values.
-            BackgroundCalls.for_run(self.run_id).submit(
-                self.client.set_tag, self.run_id, CODES_WHITE_TAG, f"{self.code_scale:.6g}")
+            self.calls.submit(self.client.set_tag, self.run_id, CODES_WHITE_TAG, f"{self.code_scale:.6g}")
             if self._untrained_codes is not None:
                 self._submit(key="latent_codes", grid=images.latent_codes_grid(self._untrained_codes,
                                                                                 self.code_scale), step=0)
         self._submit(key="latent_codes", grid=images.latent_codes_grid(codes, self.code_scale), step=step)
-
-    def on_train_end(self, logs=None):
-        BackgroundCalls.for_run(self.run_id).wait()
 
     def _outputs_and_codes(self) -> tuple[np.ndarray, np.ndarray]:
         outputs = self.model(self.inputs, training=False).numpy()
@@ -136,8 +134,8 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
     def _submit(self, key: str, grid: np.ndarray, step: int) -> None:
         # The grids are computed here, from this epoch's weights; only the uploads (PNG encoding,
         # HTTP, S3 behind a server) go to the background thread. synchronous=True inside it: each
-        # upload is done when its call returns, so wait() means the images are in the store.
-        BackgroundCalls.for_run(self.run_id).submit(
+        # upload is done when its call returns, so waiting for the queue means the images are stored.
+        self.calls.submit(
             self.client.log_image, self.run_id, grid, key=key, step=step, synchronous=True)
 
 
@@ -146,11 +144,12 @@ class PriorSamplesLogger(keras.callbacks.Callback):
     decoder's images for a fixed set of draws from the prior N(0, I) (the same draws every epoch,
     so the step slider shows generation improving)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, codes: np.ndarray, every: int = 1,
-                 logged_through: int = 0):
+    def __init__(self, client: MlflowClient, run_id: str, calls: BackgroundCalls, codes: np.ndarray,
+                 every: int = 1, logged_through: int = 0):
         super().__init__()
         self.client = client
         self.run_id = run_id
+        self.calls = calls
         self.codes = np.ascontiguousarray(codes, dtype=np.float32)
         self.every = every
         self.logged_through = logged_through
@@ -164,23 +163,14 @@ class PriorSamplesLogger(keras.callbacks.Callback):
         if self.every > 0 and step % self.every == 0 and step > self.logged_through:
             self._log(step)
 
-    def on_train_end(self, logs=None):
-        BackgroundCalls.for_run(self.run_id).wait()
-
     def _log(self, step: int) -> None:
         generated = decoder_of(self.model)(self.codes, training=False).numpy()
-        BackgroundCalls.for_run(self.run_id).submit(
-            self.client.log_image, self.run_id, images.samples_grid(generated), key="samples", step=step,
-            synchronous=True)
+        self.calls.submit(self.client.log_image, self.run_id, images.samples_grid(generated), key="samples",
+                          step=step, synchronous=True)
 
 
-def prior_draws(count: int, code_size: int, seed: int) -> np.ndarray:
-    """`count` seeded standard-normal codes: the same seed gives the same draws."""
-    return np.random.default_rng(seed).standard_normal((count, code_size)).astype(np.float32)
-
-
-def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray, originals: np.ndarray,
-                  logged_through: int = 0) -> list:
+def image_loggers(client: MlflowClient, run_id: str, calls: BackgroundCalls, config, inputs: np.ndarray,
+                  originals: np.ndarray, logged_through: int = 0) -> list[keras.callbacks.Callback]:
     """The per-epoch image callbacks for a run: none when `config.image_every` is 0, else one
     logger on the seeded sample of `config.image_samples` test images (`inputs` are what the model
     sees, noisy when denoising; `originals` the clean images), and for a vae the prior samples."""
@@ -190,14 +180,14 @@ def image_loggers(client: MlflowClient, run_id: str, config, inputs: np.ndarray,
     white = client.get_run(run_id).data.tags.get(CODES_WHITE_TAG) if logged_through else None
     loggers: list[keras.callbacks.Callback] = [
         ReconstructionImageLogger(
-            client, run_id, inputs[sample], originals[sample], every=config.image_every,
+            client, run_id, calls, inputs[sample], originals[sample], every=config.image_every,
             noisy_inputs=config.denoising, code_scale=float(white) if white else None,
             logged_through=logged_through,
         )
     ]
     if config.architecture == "vae":
         codes = prior_draws(PRIOR_SAMPLES, config.code_size, config.seed)
-        loggers.append(PriorSamplesLogger(client, run_id, codes, every=config.image_every,
+        loggers.append(PriorSamplesLogger(client, run_id, calls, codes, every=config.image_every,
                                           logged_through=logged_through))
     return loggers
 
@@ -217,16 +207,18 @@ class Heartbeat(keras.callbacks.Callback):
 class CheckpointWriter(keras.callbacks.Callback):
     """Every `every` epochs (and after the last), stores a checkpoint in the run's artifacts.
 
-    The state is captured here, at the end of the epoch; storing it is queued on the run's
+    The state is captured here, at the end of the epoch; storing it is queued on the fit's
     background thread behind the same epoch's metrics and images, so a checkpoint never lands
     before its epoch's logs: a crash between them leaves the epoch logged but not checkpointed, and
     the resumed run re-trains it without logging it again.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, every: int, epochs: int, params: dict[str, str]):
+    def __init__(self, client: MlflowClient, run_id: str, calls: BackgroundCalls, every: int, epochs: int,
+                 params: dict[str, str]):
         super().__init__()
         self.client = client
         self.run_id = run_id
+        self.calls = calls
         self.every = every
         self.epochs = epochs
         self.run_params = params  # not `params`: Keras sets that attribute on every callback
@@ -236,7 +228,4 @@ class CheckpointWriter(keras.callbacks.Callback):
         step = epoch + 1
         if self.every > 0 and (step % self.every == 0 or step == self.epochs):
             snapshot = capture_checkpoint(self.model, step, self.run_params)
-            BackgroundCalls.for_run(self.run_id).submit(store_checkpoint, self.repository, snapshot)
-
-    def on_train_end(self, logs=None):
-        BackgroundCalls.for_run(self.run_id).wait()
+            self.calls.submit(store_checkpoint, self.repository, snapshot)

@@ -11,6 +11,7 @@ from aetrack.data import IMAGE_SIDE
 from aetrack.figures import new_figure
 from aetrack.images import PAD, image_rows_grid, sample_indices
 from aetrack.models import decoder_of, encoder_of
+from aetrack.models.prior import PRIOR_SAMPLES, prior_draws
 from aetrack.names import NOISE_LEVELS
 from aetrack.noise import RunNoise
 
@@ -22,7 +23,7 @@ def reconstructions_figure(rows: list[tuple[str, np.ndarray]], per_row: int = FI
     """The tutorial's figure: one titled row of 28x28 images per (title, (n, 784) images) pair; more
     than `per_row` samples wrap into further bands of the same rows. Drawn as one image of the
     per-epoch grid (`image_rows_grid`) with the titles on the left: one axes, not one per digit,
-    so even the denoise figure's 7 x 10 digits render in a fraction of a second."""
+    because matplotlib's cost grows with the number of axes and the denoise figure has 7 x 10 digits."""
     grid = image_rows_grid(*(images for _, images in rows), per_row=per_row)
     n_grid_rows = (grid.shape[0] - PAD) // (IMAGE_SIDE + PAD)
     figure = new_figure(1.5 + grid.shape[1] / 25, 0.3 + grid.shape[0] / 25)
@@ -114,8 +115,9 @@ def latent_manifold_figure(decode) -> Figure:
 def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.ndarray,
                       history: dict[str, list[float]], noise: RunNoise | None = None) -> list[str]:
     """Log figures/reconstructions.png, loss_curves.png, latent_map.png (and, for a denoising run,
-    denoise_levels.png; for a vae, samples.png and with code_size 2 latent_manifold.png); return their artifact paths. `inputs` are the test images the model was
-    validated on (noisy when `noise` is given)."""
+    denoise_levels.png; for a vae, samples.png and with code_size 2 latent_manifold.png); return
+    their artifact paths. `inputs` are the test images the model was validated on (noisy when
+    `noise` is given)."""
     sample = sample_indices(len(dataset.x_test), config.image_samples, config.seed)
     originals = dataset.x_test[sample]
     outputs = model(inputs[sample], training=False).numpy()
@@ -137,8 +139,6 @@ def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.nd
             level_rows += [(f"noise {level:g}", noisy), (f"denoised ({level:g})", model(noisy, training=False).numpy())]
         figures["denoise_levels.png"] = reconstructions_figure(level_rows)
     if config.architecture == "vae":
-        from aetrack.tracking.callbacks import PRIOR_SAMPLES, prior_draws
-
         decoder = decoder_of(model)
         draws = prior_draws(PRIOR_SAMPLES, config.code_size, config.seed)  # the per-epoch `samples` draws
         figures["samples.png"] = samples_figure(decoder(draws, training=False).numpy())

@@ -1,5 +1,6 @@
 """The life of one MLflow run: check the store, start the run (or join the one `mlflow run`
-made), describe it, and end it FINISHED, FAILED or KILLED, even when a signal arrives.
+made), describe and tag it, log its final metrics, and end it FINISHED, FAILED or KILLED, even
+when a signal arrives.
 
 A run never stays RUNNING because aetrack stopped: SIGINT and SIGTERM become `Interrupted` while
 the run is open, and are ignored while it is being ended.
@@ -15,9 +16,13 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 from urllib.parse import urlparse
 
-from aetrack import __version__
 from aetrack.errors import Interrupted, TrackingStoreError
 from aetrack.names import FAILURE_TAG, VERSION_TAG
+from aetrack.tracking.liveness import owner_tags
+from aetrack.version import __version__
+
+# Set by `mlflow run` for the run it made, which aetrack then trains into.
+MLFLOW_RUN_ID_ENV = "MLFLOW_RUN_ID"
 # How long the tracking-server probe waits for a TCP connection before giving up.
 PROBE_TIMEOUT_S = 5.0
 
@@ -35,7 +40,7 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_m
     import mlflow
     from mlflow.entities import RunStatus
 
-    outer_run_id = resume_run_id or parent_run_id or os.environ.get("MLFLOW_RUN_ID")
+    outer_run_id = resume_run_id or parent_run_id or os.environ.get(MLFLOW_RUN_ID_ENV)
     if outer_run_id:
         # Under `mlflow run` the run already exists, in the experiment that command chose.
         experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
@@ -72,8 +77,6 @@ def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str,
     import tensorflow as tf
     from mlflow.entities import Param, RunTag
 
-    from aetrack.tracking.liveness import owner_tags
-
     tags = {
         **tags,
         **owner_tags(),
@@ -89,6 +92,38 @@ def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str,
         params=[Param(k, v) for k, v in texts.items() if k not in already],
         tags=[RunTag(k, v) for k, v in tags.items()],
     )
+
+
+def tag_run(client, run_id: str, tags: dict[str, str]) -> None:
+    """Set the run's `tags` (name -> value), in one request."""
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def log_final_metrics(metrics: dict[str, float], step: int, dataset) -> None:
+    """Log the end-of-run metrics of the active run at `step`, computed on the MLflow `dataset`.
+
+    Called after the run's models are logged: MLflow then links each metric, with its dataset, to
+    those models.
+    """
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=step, dataset=dataset)
+
+
+def tracking_uri() -> str:
+    """Where runs are tracked now (MLFLOW_TRACKING_URI, or MLflow's default)."""
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def tracking_client():
+    """An MlflowClient for the current tracking and registry URIs."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient()
 
 
 def param_texts(params: dict[str, object]) -> dict[str, str]:

@@ -1,0 +1,202 @@
+"""The path every training run takes once its run is open and its model built, new (`train`) or
+resumed (`resume`): record the inputs, fit, evaluate, log the models and figures, register.
+
+Everything it writes to MLflow goes through `aetrack.tracking`; this module only orders the steps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import keras
+import numpy as np
+
+from aetrack.batches import shuffled_batches
+from aetrack.config import TrainConfig
+from aetrack.data import Dataset
+from aetrack.errors import TrainingDiverged
+from aetrack.evaluation import Moments, Reconstruct, final_metrics
+from aetrack.models import build_autoencoder, compile_autoencoder, copy_weights, latent_moments
+from aetrack.noise import RunNoise
+from aetrack.tracking.background import BackgroundCalls
+from aetrack.tracking.callbacks import CheckpointWriter, Heartbeat, MetricsLogger, image_loggers
+from aetrack.tracking.plots import log_final_figures
+from aetrack.tracking.records import describe_model, record_run_inputs
+from aetrack.tracking.registry import log_models, register_run_models
+from aetrack.tracking.run import log_final_metrics, param_texts
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced; tests and callers read these instead of re-querying MLflow."""
+
+    run_id: str
+    experiment_id: str
+    run_name: str
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+    registered_versions: dict[str, str] = field(default_factory=dict)  # model name -> version
+    model: object = field(default=None, repr=False)  # the trained keras.Model
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per phase of the run
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where fitting starts: epoch 0 for a new run; a resumed run's checkpoint epoch, the steps it
+    has already logged and its loss history so far."""
+
+    epoch: int = 0
+    logged_through: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingArrays:
+    """What the model is fitted on: inputs and targets (noisy and clean images when denoising)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+class PhaseTimer:
+    """Wall seconds of each named phase of a run, in order (benchmarks/end_to_end.py prints them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def complete_run(client, run, run_name: str, config: TrainConfig, dataset: Dataset, model: keras.Model,
+                 phase: PhaseTimer, start: StartPoint = StartPoint(),
+                 callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Inside the open `run`: record the inputs, fit from `start`, evaluate, log the models and
+    figures, register."""
+    run_id = run.info.run_id
+    noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
+    with phase("describe run"):
+        datasets = record_run_inputs(client, run_id, config, dataset, run_name)
+        describe_model(client, run_id, model)
+    with phase("build model"):
+        arrays = training_arrays(dataset, noise)
+    with phase("fit"):
+        fitted = fit(model, arrays, config, client, run_id, start.epoch, start.logged_through, callbacks)
+        history = {k: start.history.get(k, [])[:start.epoch] + values for k, values in fitted.items()}
+    with phase("evaluate"):
+        metrics = final_metrics(reconstruction_of(model), dataset.x_test, arrays.x_val, dataset.y_test, noise,
+                                config.excluded_digits, moments=moments_of(model))
+    with phase("log models"):
+        logged = log_models(model, config, dataset)
+        log_final_metrics(metrics, step=config.epochs, dataset=datasets.evaluation)  # after the models: linked to them
+    with phase("figures"):
+        log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
+    with phase("register models"):
+        versions = register_run_models(logged, config, run_id, dataset, metrics, run_name)  # last: only after success
+    return TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
+
+
+def build_model(config: TrainConfig, init_model: keras.Model | None = None) -> keras.Model:
+    """The compiled model `config` trains, starting from `init_model`'s weights when given."""
+    model = build_autoencoder(config.architecture, config.code_size, config.kl_weight, config.seed)
+    if init_model is not None:
+        copy_weights(init_model, model, config.init_model, config.architecture, config.code_size)
+    return compile_autoencoder(model, config.learning_rate, config.loss, config.steps_per_execution)
+
+
+def reconstruction_of(model: keras.Model) -> Reconstruct:
+    return lambda x: model(x, training=False).numpy()
+
+
+def moments_of(model: keras.Model) -> Moments | None:
+    """A vae's q(z|x) as numpy (code means, log-variances); None for a model without one."""
+    moments = latent_moments(model)
+    if moments is None:
+        return None
+    return lambda x: tuple(t.numpy() for t in moments(x, training=False))
+
+
+def training_arrays(dataset: Dataset, noise: RunNoise | None) -> TrainingArrays:
+    """Clean images in and out; a denoiser sees fixed seeded noise and learns to give clean images."""
+    if noise is None:
+        return TrainingArrays(dataset.x_train, dataset.x_train, dataset.x_test, dataset.x_test)
+    return TrainingArrays(noise.training(dataset.x_train), dataset.x_train,
+                          noise.validation(dataset.x_test), dataset.x_test)
+
+
+def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client, run_id: str,
+        initial_epoch: int = 0, logged_through: int = 0,
+        extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, list[float]]:
+    """model.fit from `initial_epoch` with aetrack's callbacks; the per-epoch history of the epochs
+    fitted. Raise TrainingDiverged on NaN. Steps up to `logged_through` are not logged again.
+
+    The callbacks queue their MLflow calls on one background thread that this fit owns: whether
+    fitting ends or fails, every call queued so far is in the store before this returns or raises.
+    """
+    batches, epoch_order = shuffled_batches(arrays.x_train, arrays.y_train, config.batch_size, config.seed)
+    with BackgroundCalls(run_id) as calls:
+        # Order matters: the epoch's metrics and images are queued before its checkpoint (see
+        # CheckpointWriter); TerminateOnNaN stops at the first non-finite batch loss, and
+        # raise_if_diverged then fails the run.
+        callbacks = [epoch_order,
+                     MetricsLogger(client, run_id, calls, samples_per_epoch=len(arrays.x_train),
+                                   logged_through=logged_through),
+                     keras.callbacks.TerminateOnNaN(),
+                     *image_loggers(client, run_id, calls, config, arrays.x_val, arrays.y_val, logged_through),
+                     CheckpointWriter(client, run_id, calls, config.checkpoint_every, config.epochs,
+                                      param_texts(config.params())),
+                     Heartbeat(client, run_id),
+                     *extra_callbacks]
+        fitted = model.fit(
+            batches,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,  # the batches are shuffled already, in an order fixed by (seed, epoch)
+            validation_data=(arrays.x_val, arrays.y_val),
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
+    raise_if_diverged(history, first_epoch=initial_epoch + 1)
+    return history
+
+
+def raise_if_diverged(history: dict[str, list[float]], first_epoch: int = 1) -> None:
+    """Raise TrainingDiverged naming the first epoch whose loss is not finite."""
+    for epoch, value in enumerate(history.get("loss", []), start=first_epoch):
+        if not np.isfinite(value):
+            raise TrainingDiverged(
+                f"training diverged: loss became {value} in epoch {epoch}; lower learning_rate "
+                "or check init_model and the dataset"
+            )
+
+
+def summary(result: TrainResult, tracking_uri: str) -> str:
+    """The console summary printed when a run finishes."""
+    lines = [
+        "",
+        "aetrack: run finished",
+        f"  run:        {result.run_name} ({result.run_id})",
+        f"  experiment: {result.experiment_id}",
+    ]
+    for key in ("loss", "val_loss"):
+        if result.history.get(key):
+            lines.append(f"  {key + ':':<11} {result.history[key][-1]:.4f} (epoch {len(result.history[key])})")
+    for key, value in sorted(result.metrics.items()):
+        lines.append(f"  {key + ':':<11} {value:.4f}")
+    for name, version in result.registered_versions.items():
+        lines.append(f"  registered: models:/{name}/{version}")
+    lines.append(f"  open it:    mlflow ui --backend-store-uri {tracking_uri}")
+    lines.append(f"              then http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}")
+    return "\n".join(lines)
