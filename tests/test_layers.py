@@ -32,7 +32,7 @@ LAYERS = {
     "aetrack.tracking": "tracking",
     "aetrack.models": "models",
     **{f"aetrack.{name}": "base" for name in (
-        "data", "config", "names", "errors", "noise", "batches", "images", "figures", "quiet", "version",
+        "data", "config", "rules", "names", "errors", "noise", "batches", "images", "figures", "quiet", "version",
         "devices", "evaluation", "search_space")},
 }
 _BELOW_RUNNER = {"tracking", "models", "base"}

@@ -13,6 +13,7 @@ import numpy as np
 from aetrack.data import IMAGE_SIDE
 from aetrack.errors import InputError
 from aetrack.models.loading import check_model_spec, load_model
+from aetrack.models.prior import prior_draws
 from aetrack.use.checks import check_decoder, check_image_model, encoder_for_codes
 from aetrack.use.inputs import read_images
 from aetrack.use.outputs import check_output, write_grid, write_npy, write_samples_grid
@@ -91,8 +92,7 @@ def sample(model_uri: str, output_path: str, count: int = 64, seed: int = 0) -> 
     check_model_spec(model_uri)
     model = load_model(model_uri)
     code_size = check_decoder(model, model_uri)
-    codes = np.random.default_rng(seed).standard_normal((count, code_size)).astype(np.float32)
-    generated = predict(model, codes)
+    generated = predict(model, prior_draws(count, code_size, seed))
     if suffix == ".npy":
         write_npy(output_path, generated.reshape(-1, IMAGE_SIDE, IMAGE_SIDE))
     else:
