@@ -1,5 +1,5 @@
-"""The tutorial's dense autoencoder (784 -> code_size -> 784). Unchanged since the first release:
-it still reproduces the tutorial's loss table (benchmarks/fidelity.py)."""
+"""The tutorial's dense autoencoder (784 -> code_size -> 784), kept exactly as the tutorial builds it
+so that it reproduces the tutorial's loss table (benchmarks/fidelity.py)."""
 
 from __future__ import annotations
 
