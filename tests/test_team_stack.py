@@ -423,3 +423,91 @@ def test_team_stack_benchmark_starts():
                          capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--reps" in out.stdout and "Team stack cost" in out.stdout
+
+
+SWEEP_TRIALS = 3
+
+
+@pytest.mark.slow
+def test_two_sweep_workers_share_one_study_on_the_stacks_postgres(team_stack, stack_data, tmp_path):
+    """Two `aetrack sweep` workers with --storage on the stack's Optuna database and only
+    MLFLOW_TRACKING_URI for MLflow: one parent, every trial once, the best registered once, the
+    trials' files in the bucket, the study's rows in PostgreSQL and nothing on the workers' disk."""
+    import optuna
+
+    from aetrack.names import RUN_ID_ATTR, SKIPPED_ATTR
+    from tests.helpers.team_stack import optuna_query
+
+    storage_file = team_stack.data_dir / "optuna_storage"
+    assert storage_file.read_text().strip() == team_stack.optuna_storage
+    assert storage_file.stat().st_mode & 0o777 == 0o600  # it holds the database password
+    study_name = f"stack-sweep-{tmp_path.name}"
+    prefix = "aetrack-stacksweep"
+    command = [sys.executable, "-m", "aetrack", "sweep", "basic", "--storage", storage_file.read_text().strip(),
+               "--study-name", study_name, "--trials", str(SWEEP_TRIALS), "--epochs", "1", "--batch-size", "32",
+               "--train-samples", "256", "--test-samples", "32", "--image-samples", "4", "--code-size", "8",
+               "--dataset", str(stack_data), "--search", "learning_rate=0.0005:0.005:log", "--no-pruning",
+               "--experiment-name", "stack-sweep", "--model-prefix", prefix]
+    workers = run_concurrently([command, command], subprocess_env(team_stack.tracking_uri), tmp_path, timeout=400)
+    for worker in workers:
+        assert worker.returncode == 0, worker.stderr[-3000:]
+    # Both joined the one study and its one parent (each prints the parent it works under).
+    printed = {m.group(1) for w in workers for m in re.finditer(r"; parent run ([0-9a-f]{32})", w.stdout)}
+    assert len(printed) == 1, [w.stdout[-1000:] for w in workers]
+    assert [w.stdout.count(f"aetrack: sweep {study_name!r} finished") for w in workers].count(1) == 1
+
+    client = client_for(team_stack)
+    experiment = client.get_experiment_by_name("stack-sweep")
+    (parent,) = client.search_runs([experiment.experiment_id],
+                                   f"tags.`aetrack.sweep` = 'parent' AND tags.`aetrack.sweep.study` = '{study_name}'")
+    assert parent.info.run_id in printed and parent.info.status == "FINISHED"
+    assert parent.data.params["storage"] == load_stack_module().redacted_url(team_stack.optuna_storage)
+    assert parent.data.metrics["trials_complete"] == SWEEP_TRIALS and parent.data.metrics["trials_fail"] == 0
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(int(c.data.tags["aetrack.sweep.trial"]) for c in children) == list(range(SWEEP_TRIALS))
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.tags["aetrack.sweep.worker"].split(":")[1] for c in children} <= {str(w.pid) for w in workers}
+
+    # The study on PostgreSQL: trials 0..2 complete, each naming its run; a trial beyond them can
+    # only be one a worker gave back after losing the race for the last trial.
+    study = optuna.load_study(study_name=study_name, storage=team_stack.optuna_storage)
+    complete = {t.number: t.user_attrs[RUN_ID_ATTR] for t in study.trials if t.state.name == "COMPLETE"}
+    assert complete == {int(c.data.tags["aetrack.sweep.trial"]): c.info.run_id for c in children}
+    assert all(SKIPPED_ATTR in t.user_attrs for t in study.trials if t.number >= SWEEP_TRIALS)
+    rows = optuna_query(team_stack, "SELECT count(*) FROM trials JOIN studies USING (study_id) "
+                                    "WHERE study_name = %s AND state = 'COMPLETE'", study_name)
+    assert rows == [(SWEEP_TRIALS,)]
+
+    # The best trial's three models registered once, from its run.
+    best = min(children, key=lambda c: c.data.metrics["test_bce"])
+    assert parent.data.tags["aetrack.sweep.best_run_id"] == best.info.run_id
+    for part in ("autoencoder", "encoder", "decoder"):
+        versions = client.search_model_versions(f"name = '{prefix}-{part}'")
+        assert [(v.version, v.run_id) for v in versions] == [("1", best.info.run_id)], part
+
+    # Files are objects in the bucket: each trial's checkpoint, figure and images, the parent's
+    # study figure, the best trial's model files.
+    for child in children:
+        keys = set(run_keys(team_stack, experiment.experiment_id, child.info.run_id))
+        assert {"checkpoints/latest.json", "checkpoints/epoch-1/state.npz", "figures/loss_curves.png"} <= keys, keys
+        assert any(k.startswith("images/reconstruction") for k in keys), keys
+    assert "figures/optimization_history.png" in run_keys(team_stack, experiment.experiment_id, parent.info.run_id)
+    models = client.search_logged_models([experiment.experiment_id],
+                                         filter_string=f"source_run_id = '{best.info.run_id}'")
+    assert sorted(m.name for m in models) == ["autoencoder", "decoder", "encoder"]
+    for model in models:
+        model_keys = bucket_keys(team_stack, f"artifacts/{experiment.experiment_id}/models/{model.model_id}/")
+        assert any(k.endswith("/MLmodel") for k in model_keys), model_keys
+    # Nothing local: no MLflow store and no default optuna.db in the workers' directory.
+    assert local_mlflow_files(tmp_path) == [] and not list(tmp_path.rglob("optuna.db"))
+
+
+def test_docker_compose_creates_the_optuna_database_the_stack_creates():
+    """deploy/docker-compose.yml makes the same Optuna database beside MLflow's as deploy/stack.py."""
+    stack_module = load_stack_module()
+    services = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())["services"]
+    command = " ".join(services["optuna-db"]["command"])
+    assert f"createdb {stack_module.OPTUNA_DB_NAME}" in command
+    assert f"datname = '{stack_module.OPTUNA_DB_NAME}'" in command
+    assert services["optuna-db"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["postgres"]["environment"]["POSTGRES_USER"] == stack_module.DB_USER

@@ -87,3 +87,16 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def optuna_query(stack, sql: str, *args) -> list[tuple]:
+    """Rows of one SQL query against the stack's Optuna database (Optuna's own tables)."""
+    import psycopg2
+
+    connection = psycopg2.connect(stack.optuna_storage.replace("postgresql+psycopg2://", "postgresql://", 1))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+    finally:
+        connection.close()
