@@ -80,6 +80,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             super().handle()
         except (ConnectionError, TimeoutError) as exc:
+            if self.command is None:  # between requests: a client closing its connection, as clients do
+                return
             what = "timed out" if isinstance(exc, TimeoutError) else f"disconnected ({type(exc).__name__})"
             self.server.log(f"aetrack: {self.client_address[0]}:{self.client_address[1]} {what} during "
                             f"{_printable(self.command)} {_printable(self.path)}")
@@ -206,6 +208,8 @@ class _Handler(BaseHTTPRequestHandler):
         MLflow's error document; the connection is not read further."""
         status = HTTPStatus(code)
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # an unreadable request line: answer with a status line anyway
+            self.request_version = "HTTP/1.0"
         self._refuse(RequestError(f"{message or status.phrase}; expected an HTTP/1.1 request", status))
 
     def _refuse(self, exc: RequestError, close: bool = False, headers: dict[str, str] | None = None) -> None:
