@@ -80,9 +80,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             super().handle()
         except (ConnectionError, TimeoutError) as exc:
-            if self.command is None:  # between requests: a client closing its connection, as clients do
-                return
-            what = "timed out" if isinstance(exc, TimeoutError) else f"disconnected ({type(exc).__name__})"
+            self._note("timed out" if isinstance(exc, TimeoutError) else f"disconnected ({type(exc).__name__})")
+
+    def _note(self, what: str) -> None:
+        """One line for a client gone mid-request; none between requests, where clients close
+        their connections as a matter of course."""
+        if self.command is not None:
+            self._noted = True
             self.server.log(f"aetrack: {self.client_address[0]}:{self.client_address[1]} {what} during "
                             f"{_printable(self.command)} {_printable(self.path)}")
 
@@ -90,13 +94,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.command = self.path = self.headers = None
         self._status: int | None = None
         self._rows: int | None = None
+        self._noted = False
         self._started = time.perf_counter()
         super().handle_one_request()
-        if self._status is not None and self.server.access_log is not None:
+        if self._status is not None and not self._noted and self.server.access_log is not None:
             rows = "-" if self._rows is None else self._rows
             milliseconds = (time.perf_counter() - self._started) * 1000
             self.server.access_log(f"aetrack: {self.client_address[0]} {_printable(self.command)} "
                                    f"{_printable(self.path)} {self._status} rows={rows} {milliseconds:.1f}ms")
+
+    def parse_request(self) -> bool:
+        self._started = time.perf_counter()  # the request line is in: the time waiting for it is not the request's
+        return super().parse_request()
 
     # Routes.
 
@@ -249,6 +258,10 @@ class _Handler(BaseHTTPRequestHandler):
                     break
         except OSError:
             pass
+
+    def log_error(self, format: str, *args) -> None:  # noqa: A002 - http.server's naming
+        # http.server's only own call: a read or write that timed out ("Request timed out: ...").
+        self._note("timed out" if format.startswith("Request timed out") else one_line(format % args))
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - replaced by the access log line
         pass
