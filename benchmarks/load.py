@@ -50,9 +50,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
     parser.add_argument("--train-samples", type=int, default=2000)
     parser.add_argument("--test-samples", type=int, default=256, help="test images (repeated to fill a batch)")
+    parser.add_argument("--aetrack-processes", type=int, default=1,
+                        help="also run N `aetrack serve` processes with the clients spread over them, as "
+                             "SO_REUSEPORT workers would be (1: not)")
     args = parser.parse_args(argv)
-    if max(args.clients) > 64 or args.seconds > 60:
-        parser.error("at most 64 clients and 60 seconds a phase: this is a bounded load test")
+    if max(args.clients) > 64 or args.seconds > 60 or not 1 <= args.aetrack_processes <= 8:
+        parser.error("at most 64 clients, 60 seconds a phase and 8 processes: this is a bounded load test")
 
     import numpy as np
 
@@ -74,24 +77,31 @@ def main(argv: list[str] | None = None) -> dict:
             "mlflow models serve": lambda port: [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                                                  "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
         }
+        for i in range(2, args.aetrack_processes + 1):
+            commands[f"aetrack serve, process {i}"] = commands["aetrack serve"]
         servers = {label: start_server(command, uri, root) for label, command in commands.items()}
         try:
             ports = {label: wait_ready(*server) for label, server in servers.items()}
             # (row label, port, wire, batch, clients): the full grid for both servers; the old
             # encoder only where the comparison is asked for (JSON, 256 images, one client).
+            spread = [port for label, port in ports.items() if label == "aetrack serve" or ", process" in label]
+            many = f"aetrack serve x{len(spread)} processes"
             phases = []
             for n in args.batches:
                 for clients in args.clients:
-                    phases += [("aetrack serve (JSON)", ports["aetrack serve"], "json", n, clients),
-                               ("aetrack serve (.npy)", ports["aetrack serve"], "npy", n, clients),
-                               ("mlflow models serve (JSON)", ports["mlflow models serve"], "json", n, clients)]
-            phases.append(("aetrack serve, before orjson (JSON)", ports["aetrack serve, before orjson"], "json",
+                    phases += [("aetrack serve (JSON)", [ports["aetrack serve"]], "json", n, clients),
+                               ("aetrack serve (.npy)", [ports["aetrack serve"]], "npy", n, clients),
+                               ("mlflow models serve (JSON)", [ports["mlflow models serve"]], "json", n, clients)]
+                    if len(spread) > 1 and clients > 1:
+                        phases += [(f"{many} (JSON)", spread, "json", n, clients),
+                                   (f"{many} (.npy)", spread, "npy", n, clients)]
+            phases.append(("aetrack serve, before orjson (JSON)", [ports["aetrack serve, before orjson"]], "json",
                            max(args.batches), 1))
             results = []
-            for label, port, wire, n, clients in phases:
+            for label, phase_ports, wire, n, clients in phases:
                 body = request_body(images[:n], wire)
-                run_phase(port, body, wire, n, 1, min(args.seconds, 1.0))  # warm-up, not counted
-                figures = run_phase(port, body, wire, n, clients, args.seconds)
+                run_phase(phase_ports, body, wire, n, len(phase_ports), min(args.seconds, 1.0))  # warm-up, not counted
+                figures = run_phase(phase_ports, body, wire, n, clients, args.seconds)
                 results.append({"server": label, "batch": n, "clients": clients, **figures})
                 print(f"  {label:<38} {n:>4} images x {clients:>2} clients: {figures['requests_per_s']:8.1f} req/s "
                       f"p50 {figures['p50_ms']:8.1f} ms  p99 {figures['p99_ms']:8.1f} ms  errors {figures['errors']}",
@@ -128,8 +138,9 @@ def request_body(images, wire: str) -> bytes:
     return json.dumps({"inputs": images.tolist()}).encode()
 
 
-def run_phase(port: int, body: bytes, wire: str, n: int, clients: int, seconds: float) -> dict:
-    """`clients` threads posting `body` until `seconds` have passed; their figures together."""
+def run_phase(ports: list[int], body: bytes, wire: str, n: int, clients: int, seconds: float) -> dict:
+    """`clients` threads posting `body` until `seconds` have passed, client i to `ports[i % len(ports)]`;
+    their figures together."""
     start = threading.Barrier(clients + 1)
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
@@ -138,6 +149,7 @@ def run_phase(port: int, body: bytes, wire: str, n: int, clients: int, seconds: 
 
     def client(index: int) -> None:
         connection = None
+        port = ports[index % len(ports)]
         start.wait()
         while time.perf_counter() < stop_at[0]:
             try:
@@ -175,7 +187,7 @@ def run_phase(port: int, body: bytes, wire: str, n: int, clients: int, seconds: 
     elapsed = time.perf_counter() - began
     times = sorted(t for per_client in latencies for t in per_client)
     if first_answers and decoded_rows(first_answers[0], wire) != n:
-        raise RuntimeError(f"answer on port {port} does not hold {n} rows")
+        raise RuntimeError(f"an answer from port {ports} does not hold {n} rows")
     return {"requests": len(times), "requests_per_s": len(times) / elapsed, "errors": sum(errors),
             "p50_ms": statistics.median(times) if times else float("nan"),
             "p99_ms": statistics.quantiles(times, n=100)[98] if len(times) > 1 else (times or [float("nan")])[0]}
