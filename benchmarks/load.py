@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     json_p50 = {r["server"]: r["p50_ms"] for r in results
                 if r["batch"] == n and r["clients"] == 1 and "(JSON)" in r["server"]}
     if "aetrack serve (JSON)" in json_p50:
-        print(f"\nJSON, {n} images, 1 client, p50: before orjson {json_p50['aetrack serve, before orjson (JSON)']:.1f} ms,"
-              f" orjson {json_p50['aetrack serve (JSON)']:.1f} ms")
+        before = json_p50["aetrack serve, before orjson (JSON)"]
+        print(f"\nJSON, {n} images, 1 client, p50: before orjson {before:.1f} ms, orjson "
+              f"{json_p50['aetrack serve (JSON)']:.1f} ms")
     print(f"{args.seconds:g} s per phase; latency from the request's first byte sent to the answer's last byte read")
     print("RESULT " + json.dumps(results))
     return {"phases": results}

@@ -168,6 +168,9 @@ HOSTILE = [
      "invalid JSON body"),
     ("Content-Length not a number", _request(b"{}", length=None).replace(b"Content-Length: 2", b"Content-Length: x2"),
      "send", 400, "Content-Length 'x2'"),
+    ("Content-Length in other digits",
+     _request(b"{}", length=None).replace(b"Content-Length: 2", b"Content-Length: \xb2"), "send", 400,
+     "expected the body's size in bytes"),
     ("chunked body", _request(b"2\r\n{}\r\n0\r\n\r\n", extra="Transfer-Encoding: chunked\r\n").replace(
         b"Content-Length: 15\r\n", b""), "send", 411, "chunked bodies are not read"),
     ("slow client stalls mid-body", _request(b'{"inputs": [[', length=5000), "stall", 408,
@@ -271,7 +274,8 @@ def test_hostile_requests_get_their_status_from_one_server(served):
         server.shutdown()
         server.server_close()
     dropped = [line.split(" ", 2)[2] for line in lines if "disconnected" in line or "timed out" in line]
-    assert dropped == ["timed out during POST /invocations", "disconnected (ConnectionResetError) during POST /invocations"]
+    assert dropped == ["timed out during POST /invocations",
+                       "disconnected (ConnectionResetError) during POST /invocations"]
     assert not [line for line in lines if "Traceback" in line or "Error:" in line]
     access = [line for line in lines if " rows=" in line]
     assert sum(" 408 rows=- " in line for line in access) == 1
@@ -279,6 +283,34 @@ def test_hostile_requests_get_their_status_from_one_server(served):
     assert last[:6] == ["aetrack:", "127.0.0.1", "POST", "/invocations?format=json", "200", "rows=3"]
     assert last[6].endswith("ms") and float(last[6][:-2]) > 0
     assert len(access) == len(HOSTILE) - 2 + 2  # each answered request once; the dropped ones have their own line
+
+
+def test_a_failing_model_is_a_500_and_one_log_line():
+    """An error inside the model (not the request's fault): 500 in MLflow's document, one line, and
+    the server goes on answering."""
+    import http.client
+    import threading
+
+    def predict(batch):
+        raise ValueError("a broken model\nsecond line")
+
+    lines: list[str] = []
+    server = make_server(ServedModel(predict=predict, input_width=3, output_width=3), "127.0.0.1", 0, log=lines.append)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+        connection.request("POST", "/invocations", body=b'{"inputs": [[0.1, 0.2, 0.3]]}',
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 500 and json.loads(response.read()) == {
+            "error_code": "INTERNAL_SERVER_ERROR", "message": "the model failed: ValueError"}
+        connection.request("GET", "/ping")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert lines == ["aetrack: 127.0.0.1 POST /invocations failed: ValueError: a broken model second line"]
 
 
 @pytest.mark.parametrize("option, value, allowed", [

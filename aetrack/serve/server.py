@@ -135,8 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
             result = answer(self.server.model, self.headers.get("Content-Type", ""), body)
         except RequestError as exc:
             self._refuse(exc)
-        except RecursionError:  # orjson's depth limit and numpy's 64 dimensions come first; never logged
+        except RecursionError:  # the last guard: orjson's depth limit and numpy's 64 dimensions stop deep bodies first
             self._refuse(RequestError("invalid JSON body: nested too deeply; expected {\"inputs\": [[...], ...]}"))
+        except Exception as exc:  # the model failed on valid rows: the client gets a 500, the log one line
+            self.server.log(f"aetrack: {self.client_address[0]} POST /invocations failed: {type(exc).__name__}: "
+                            f"{one_line(exc)[:500]}")
+            self._refuse(RequestError(f"the model failed: {type(exc).__name__}", HTTPStatus.INTERNAL_SERVER_ERROR))
         else:
             self._rows = result.rows
             self._send(HTTPStatus.OK, result.content_type, result.body)
@@ -170,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"Content-Length {self.headers.get('Content-Length')!r}; expected the body's size "
                                "in bytes (chunked bodies are not read)", HTTPStatus.LENGTH_REQUIRED)
         text = self.headers.get("Content-Length", "").strip()
-        if not text.isdigit() or len(self.headers.get_all("Content-Length", [])) > 1:
+        if not (text.isascii() and text.isdigit()) or len(self.headers.get_all("Content-Length", [])) > 1:
             raise RequestError(f"Content-Length {_printable(text)!r}; expected the body's size in bytes")
         length, limit = int(text), self.server.limits.max_body_bytes
         if length > limit:
