@@ -1,6 +1,7 @@
 """A real `mlflow models serve` process serving a registered encoder over HTTP on 127.0.0.1."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -111,5 +112,11 @@ def test_aetrack_serve_answers_json_and_npy_and_stops_on_sigterm(registered, tmp
         stop_group(server)
         log.close()
     assert server.returncode == 143
-    assert "aetrack: interrupted by SIGTERM" in (tmp_path / "serve.log").read_text()
+    text = (tmp_path / "serve.log").read_text()
+    assert "aetrack: interrupted by SIGTERM" in text
+    # One access line per request on stderr: method, path, status, rows, milliseconds.
+    access = re.findall(r"^aetrack: 127\.0\.0\.1 (\S+ \S+ \d+ rows=\S+) [\d.]+ms$", text, re.MULTILINE)
+    assert access[-3:] == ["POST /invocations 200 rows=6", "POST /invocations 200 rows=6",
+                           "POST /invocations 400 rows=-"]
+    assert "Traceback" not in text
     wait_for(lambda: not port_open(port), 30, f"port {port} to close after the server stopped")

@@ -132,18 +132,28 @@ def sample(model_uri: str, count: int, output: str, seed: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
 @click.option("--port", "-p", type=click.IntRange(0, 65535), default=5001, show_default=True,
               help="Port to bind (0: any free one).")
-def serve(model_uri: str, host: str, port: int) -> None:
+@click.option("--max-body-mb", type=click.FloatRange(0, 4096, min_open=True), default=256, show_default=True,
+              help="Largest request body in MiB; a larger one is answered 413 without being read.")
+@click.option("--timeout", type=click.FloatRange(0, 3600, min_open=True), default=30, show_default=True,
+              help="Seconds a client may take to send a request's body (else 408) or to read an answer; "
+                   "idle connections close after it too.")
+@click.option("--no-access-log", is_flag=True,
+              help="Do not write a line per request (method, path, status, rows, milliseconds) on stderr.")
+def serve(model_uri: str, host: str, port: int, max_body_mb: float, timeout: float, no_access_log: bool) -> None:
     """Answer POST /invocations with the model's outputs until Ctrl-C or SIGTERM.
 
-    A request is MLflow's JSON ({"inputs": [[...], ...]}, answered with {"predictions": ...}) or,
-    much faster for batches, a .npy body sent as Content-Type application/x-npy, answered with a
-    .npy of float32 outputs. GET /ping and /health answer 200 once the model is loaded.
+    A request is MLflow's JSON ({"inputs": [[...], ...]}, "instances", "dataframe_split" or
+    "dataframe_records"; answered with {"predictions": ...}) or, much faster for batches, a .npy body
+    sent as Content-Type application/x-npy, answered with a .npy of float32 outputs. GET /ping and
+    /health answer 200 once the model is loaded.
     """
-    from aetrack.serve import serve as serve_model
+    from aetrack.serve import Limits, serve as serve_model
 
     if not model_uri:
         raise click.BadParameter("missing; expected a model URI (see --help)", param_hint="--model")
-    serve_model(model_uri, host, port, announce=lambda line: click.echo(line))
+    limits = Limits(max_body_bytes=int(max_body_mb * 2**20), timeout=timeout)
+    serve_model(model_uri, host, port, announce=lambda line: click.echo(line), limits=limits,
+                access_log=not no_access_log)
 
 
 MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score, sample, serve)

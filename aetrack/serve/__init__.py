@@ -1,0 +1,63 @@
+"""`aetrack serve`: a lean scoring server for one trained model, for when batch throughput matters.
+
+`mlflow models serve` answers aetrack's models through one compiled call (see
+`tracking/aetrack_keras_pyfunc.py`), but for a batch its server spends most of a request on JSON:
+it decodes the request twice and writes every output float with Python's pure-Python JSON encoder,
+which the model cannot change (benchmarks/serving.py measures it; benchmarks/RESULTS.md has the
+figures). This server keeps MLflow's protocol (`POST /invocations` with `{"inputs": ...}`,
+`{"instances": ...}`, `{"dataframe_split": ...}` or `{"dataframe_records": ...}`, answered with
+`{"predictions": ...}`; `GET /ping`, `/health`, `/version`), reads and writes JSON with orjson,
+and adds a binary form: a `.npy` body with `Content-Type: application/x-npy` is answered with a
+`.npy` body of float32 outputs.
+
+`protocol` turns a body into an answer (no HTTP); `server` is the HTTP side (routes, limits,
+timeouts, the request log). A refused request is a RequestError (aetrack's error family),
+answered with its HTTP status and MLflow's error document.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Callable
+
+from aetrack.errors import Interrupted
+from aetrack.serve.protocol import JSON_TYPE, NPY_TYPE, Answer, ServedModel, answer, check_batch, parse_json_body
+from aetrack.serve.server import Limits, ScoringServer, make_server, to_stderr
+
+__all__ = ["JSON_TYPE", "NPY_TYPE", "Answer", "Limits", "ScoringServer", "ServedModel", "answer", "check_batch",
+           "load_served_model", "make_server", "parse_json_body", "serve"]
+
+
+def load_served_model(uri: str) -> ServedModel:
+    """Load `uri` (any form `aetrack.models.loading.load_model` takes) behind a direct compiled call."""
+    from aetrack.models.loading import load_model
+    from aetrack.tracking.aetrack_keras_pyfunc import DirectKerasModel
+
+    model = load_model(uri)
+    direct = DirectKerasModel(model)
+    return ServedModel(predict=direct.predict, input_width=int(model.inputs[0].shape[-1]),
+                       output_width=int(model.outputs[0].shape[-1]))
+
+
+def serve(model_uri: str, host: str, port: int, announce: Callable[[str], None] = print,
+          limits: Limits = Limits(), access_log: bool = True) -> None:
+    """Load the model, then answer requests until SIGINT or SIGTERM (raised as Interrupted).
+    `access_log`: one line per request on stderr (method, path, status, rows, milliseconds)."""
+    # Bind first: a busy port fails before TensorFlow loads.
+    server = make_server(None, host, port, limits, access_log=to_stderr if access_log else None)
+
+    def stop(signal_number, _frame):
+        raise Interrupted(signal_number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        model = server.model = load_served_model(model_uri)
+        bound_host, bound_port = server.server_address[:2]
+        announce(f"aetrack: serving {model_uri}: {model.describe()}")
+        announce(f"  POST http://{bound_host}:{bound_port}/invocations  ({JSON_TYPE} {{\"inputs\": [[...]]}} "
+                 f"or {NPY_TYPE}); bodies up to {limits.max_body_bytes / 2**20:g} MiB, {limits.timeout:g} s "
+                 "to send one; Ctrl-C stops")
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
