@@ -236,17 +236,19 @@ def test_four_concurrent_runs_all_finish_with_distinct_versions(team_stack, stac
 
 # How long the MLflow client keeps retrying a request the server refuses: 7 retries with backoff
 # factor 2 (MLflow's defaults), at about 0, 4, 12, 28, 60, 124 and 244 s after the first failure.
-# Measured here: server back after 14-17 s, the queued epoch's log landed at the 28 s retry (under
-# load average ~20: back after 43 s, landed at the 60 s retry); the run ended FINISHED both times.
+# An outage inside that window is ridden out, which is what the README promises: the run ends
+# FINISHED. The server here is down for a few seconds plus its start-up, well inside it.
+RETRY_WINDOW_S = 244.0
 RESTART_DELAY_S = 3.0
 
 
 @pytest.mark.slow
 def test_server_restart_during_training(team_stack, tmp_path, capsys):
     """Stop `mlflow server` after the first epoch, start it again on the same port a few seconds
-    later. Measured outcome (this machine, 2 cores): the run ends FINISHED with every epoch's
-    metrics and images. Training goes on; the run's background logging thread waits in MLflow's
-    HTTP retries until the server answers, and the end of training waits for that thread; see README."""
+    later. The promise (README, "Measured against the real stack"): the run ends FINISHED with
+    every epoch's metrics and images and its registered version. Training goes on; the run's
+    background logging thread waits in MLflow's HTTP retries until the server answers, and the end
+    of training waits for that thread."""
     stack_module = load_stack_module()
     data = write_npz(tmp_path / "slower.npz", n_train=3000, n_test=64)  # epochs of a few seconds
     epochs = 4
@@ -294,20 +296,17 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
               f"(stop -> /health again); epoch 2 reached the server {resumed_s:.1f}s after the stop; "
               f"epoch_seconds {[round(m.value, 1) for m in client.get_metric_history(run_id, 'epoch_seconds')]}; run ended {run.info.status} {finished_s:.1f}s after the stop, "
               f"exit {child.returncode}")
-    # Measured: FINISHED. The alternative the issue allows (MLflow's client giving up) would have
-    # to be a FAILED run with one `aetrack:` line and no registered version; both are checked.
-    if child.returncode == 0:
-        assert run.info.status == "FINISHED"
-        for key in ("loss", "val_loss"):
-            assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, epochs + 1))
-        keys = run_keys(team_stack, run.info.experiment_id, run_id)
-        steps = sorted(int(m.group(1)) for k in keys if (m := re.match(r"images/reconstruction\+step\+(\d+)\+.*\.png$", k)))
-        assert steps == list(range(0, epochs + 1))  # step 0: the untrained model
-        assert len(client.search_model_versions("name = 'aetrack-restart-autoencoder'")) == 1
-    else:
-        assert run.info.status == "FAILED"
-        assert len([line for line in stderr.splitlines() if line.startswith("aetrack:")]) == 1, stderr[-2000:]
-        assert client.search_model_versions("name = 'aetrack-restart-autoencoder'") == []
+    assert outage_s < RETRY_WINDOW_S, "the server was down longer than MLflow's client retries"
+    assert child.returncode == 0, stderr[-2000:]
+    assert [line for line in stderr.splitlines() if line.startswith("aetrack:")] == []
+    assert run.info.status == "FINISHED"
+    for key in ("loss", "val_loss"):
+        assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, epochs + 1))
+    keys = run_keys(team_stack, run.info.experiment_id, run_id)
+    steps = sorted(int(m.group(1)) for k in keys if (m := re.match(r"images/reconstruction\+step\+(\d+)\+.*\.png$", k)))
+    assert steps == list(range(0, epochs + 1))  # step 0: the untrained model
+    [version] = client.search_model_versions("name = 'aetrack-restart-autoencoder'")
+    assert version.run_id == run_id
 
 
 def _wait_for_step(client, child, run_id: str, step: int, timeout: float = 400) -> float:
