@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.data import SHARED_MNIST, write_npz
+from tests.helpers.data import shared_mnist, write_npz
 from tests.helpers.stores import mlflow_pointed_at, session_store
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -61,10 +61,9 @@ def tiny_npz(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_mnist_small(tmp_path_factory) -> Path:
-    """The first 2,000 / 200 real MNIST digits from ../shared, or a clean skip without it."""
-    if not SHARED_MNIST.exists():
-        pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
-    with np.load(SHARED_MNIST) as npz:
+    """The first 2,000 / 200 real MNIST digits from ../shared (tests.helpers.data.shared_mnist:
+    a skip without them, a failure where they are required)."""
+    with np.load(shared_mnist()) as npz:
         arrays = {k: npz[k] for k in npz.files}
     path = tmp_path_factory.mktemp("mnist") / "mnist-small.npz"
     np.savez(path, x_train=arrays["x_train"][:2000], y_train=arrays["y_train"][:2000],
