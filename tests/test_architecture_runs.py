@@ -3,7 +3,6 @@ images, figures and registered versions read back from the store), and registere
 in a fresh process giving what the trained model gave in memory."""
 
 import json
-import re
 import subprocess
 import sys
 
@@ -12,23 +11,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.config import ARCHITECTURES
+from tests.helpers.artifacts import step_images
 from tests.helpers.processes import REPO, free_port, stop_group, subprocess_env, wait_for_http
 from tests.helpers.stores import mlflow_pointed_at
 
 pytestmark = pytest.mark.slow
 
-STEP_IMAGE = re.compile(r"^images/(?P<key>[^+]+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+\.png$")
 # Small, so conv stays quick on 2 CPU cores; the vae uses a 2-number code to get latent_manifold.png.
 CODE_SIZES = {"dense": 8, "conv": 8, "vae": 2}
-
-
-def step_images(client, run_id):
-    found = {}
-    for artifact in client.list_artifacts(run_id, "images"):
-        match = STEP_IMAGE.match(artifact.path)
-        if match:
-            found.setdefault(match["key"], set()).add(int(match["step"]))
-    return found
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -69,7 +59,7 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
         assert "kl_loss" not in run.data.metrics and "test_elbo" not in run.data.metrics
     assert {"test_bce", "test_mse", "test_psnr", "test_ssim"} <= set(run.data.metrics)
 
-    images = step_images(client, run_id)
+    images = {key: set(steps) for key, steps in step_images(run_id, client).items()}
     expected = {"reconstruction": {0, 1, 2}, "latent_codes": {0, 1, 2}}  # step 0: the untrained model
     if architecture == "vae":
         expected["samples"] = {0, 1, 2}

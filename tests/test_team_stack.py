@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import yaml
 
+from deploy import stack as stack_script
 from tests.helpers.data import write_npz
 from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
 from tests.helpers.stores import mlflow_pointed_at
 from tests.helpers.team_stack import (
     bucket_keys,
-    load_stack_module,
     local_mlflow_files,
     pid_alive,
     query,
@@ -249,7 +249,6 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
     every epoch's metrics and images and its registered version. Training goes on; the run's
     background logging thread waits in MLflow's HTTP retries until the server answers, and the end
     of training waits for that thread."""
-    stack_module = load_stack_module()
     data = write_npz(tmp_path / "slower.npz", n_train=3000, n_test=64)  # epochs of a few seconds
     epochs = 4
     child = subprocess.Popen(
@@ -263,7 +262,7 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
     try:
         run_id = _wait_for_first_epoch(client, child)
         stopped = time.monotonic()
-        stack_module.stop_process(team_stack.processes["mlflow"])
+        stack_script.stop_process(team_stack.processes["mlflow"])
         assert not pid_alive(team_stack.processes["mlflow"].pid)
         # While it is down, a new run fails fast with aetrack's one-line preflight error.
         down = run_aetrack("train", "basic", *CLI_TINY, "--dataset", data, uri=team_stack.tracking_uri,
@@ -275,8 +274,8 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
             "at a reachable store"]
         fail_fast_s = time.monotonic() - stopped
         time.sleep(max(0.0, RESTART_DELAY_S - fail_fast_s))
-        stack_module.start_mlflow_server(team_stack)
-        stack_module.wait_for_mlflow(team_stack)
+        stack_script.start_mlflow_server(team_stack)
+        stack_script.wait_for_mlflow(team_stack)
         outage_s = time.monotonic() - stopped
         # The run was still training when the server came back (else this test proves nothing).
         assert len(client.get_metric_history(run_id, "loss")) < epochs
@@ -288,8 +287,8 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
             child.kill()
             child.wait()
         if team_stack.processes["mlflow"].poll() is not None:  # leave a running server for later tests
-            stack_module.start_mlflow_server(team_stack)
-            stack_module.wait_for_mlflow(team_stack)
+            stack_script.start_mlflow_server(team_stack)
+            stack_script.wait_for_mlflow(team_stack)
     run = client.get_run(run_id)
     with capsys.disabled():
         print(f"\nrestart: preflight failed fast in {fail_fast_s:.1f}s; server down {outage_s:.1f}s "
@@ -392,12 +391,11 @@ def _descendants(pid: int) -> list[int]:
 def test_docker_compose_runs_the_tested_server_flags():
     """deploy/docker-compose.yml is not run here (no Docker engine); its `mlflow server` command
     must be the tested stack's: the same flags, a PostgreSQL backend and an s3:// destination."""
-    stack_module = load_stack_module()
     compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
     services = compose["services"]
     command = services["mlflow"]["command"]
     command = command.split() if isinstance(command, str) else list(command)
-    tested = stack_module.mlflow_server_args("BACKEND", "DESTINATION", "HOST", 0)
+    tested = stack_script.mlflow_server_args("BACKEND", "DESTINATION", "HOST", 0)
     assert command[0] == "mlflow" and command[1:2] == tested[:1]
     flags = lambda args: [a for a in args if a.startswith("--")]  # noqa: E731
     assert flags(command) == flags(tested)
@@ -406,7 +404,7 @@ def test_docker_compose_runs_the_tested_server_flags():
     assert value(command, "--artifacts-destination").startswith("s3://")
     assert value(command, "--host") == "0.0.0.0" and value(command, "--workers") == value(tested, "--workers")
     environment = services["mlflow"]["environment"]
-    for key, expected in stack_module.Stack(
+    for key, expected in stack_script.Stack(
             data_dir=Path("."), tracking_uri="", backend_store_uri="", s3_endpoint="", bucket="", access_key="",
             secret_key="", mlflow_port=0).server_env().items():
         assert key in environment, key
