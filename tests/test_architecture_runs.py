@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.config import ARCHITECTURES
+from aetrack.names import ARCHITECTURE_TAG, ENTRY_POINT_TAG, PARTS, RUN_NAME_TAG
 from tests.helpers.artifacts import step_images
 from tests.helpers.processes import REPO, free_port, stop_group, subprocess_env, wait_for_http
 from tests.helpers.stores import mlflow_pointed_at
@@ -38,9 +39,9 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.params["architecture"] == architecture
-    assert run.data.tags["aetrack.architecture"] == architecture
-    assert run.data.tags["mlflow.runName"].startswith(f"basic-{architecture}-")
-    assert run.data.tags["aetrack.entry_point"] == "basic"
+    assert run.data.tags[ARCHITECTURE_TAG] == architecture
+    assert run.data.tags[RUN_NAME_TAG].startswith(f"basic-{architecture}-")
+    assert run.data.tags[ENTRY_POINT_TAG] == "basic"
 
     per_epoch = ["loss", "val_loss"]
     if architecture == "vae":
@@ -68,7 +69,7 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
     vae_figures = {"figures/samples.png", "figures/latent_manifold.png"}
     assert (vae_figures <= figures) == (architecture == "vae") and figures & vae_figures in (set(), vae_figures)
 
-    for part in ("autoencoder", "encoder", "decoder"):
+    for part in PARTS:
         version = client.get_model_version(f"arch-{part}", "1")
         assert version.tags["architecture"] == architecture and version.run_id == run_id
         assert float(version.tags["test_bce"]) == pytest.approx(run.data.metrics["test_bce"])

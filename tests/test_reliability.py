@@ -20,6 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.errors import ModelError
+from aetrack.names import FAILURE_TAG
 from tests.helpers.data import synthetic_digits, write_npz
 from tests.helpers.errors import error_line
 from tests.helpers.imports import run_with_import_probe
@@ -302,7 +303,7 @@ def test_nan_loss_fails_the_run_and_registers_nothing(tmp_path, tiny_npz, model_
     )
     [run] = runs_in_store(uri)
     assert run.info.status == "FAILED"
-    assert run.data.tags["aetrack.failure"].startswith("TrainingDiverged: training diverged: loss became nan")
+    assert run.data.tags[FAILURE_TAG].startswith("TrainingDiverged: training diverged: loss became nan")
     # TerminateOnNaN stopped in the first epoch: one (NaN) loss point, no epoch 2, no final metrics.
     losses = MlflowClient(uri).get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in losses] == [1] and np.isnan(losses[0].value)
@@ -347,7 +348,7 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
     assert "Traceback" not in stderr
     [run] = runs_in_store(uri)
     assert run.info.status == "KILLED"
-    assert run.data.tags["aetrack.failure"] == f"interrupted by {name}"
+    assert run.data.tags[FAILURE_TAG] == f"interrupted by {name}"
     logged = MlflowClient(uri).get_metric_history(run.info.run_id, "loss")
     assert 1 <= len(logged) < 10000
     assert registered_versions(uri) == []
@@ -440,7 +441,7 @@ def test_ctrl_c_under_mlflow_run_kills_the_run(tmp_path, tiny_npz):
     # status with FAILED (mlflow/projects/__init__.py, _wait_for). Either way it is not RUNNING, and
     # the reason is in the tag.
     assert run.info.status in ("KILLED", "FAILED")
-    assert run.data.tags["aetrack.failure"].startswith("interrupted by SIG")
+    assert run.data.tags[FAILURE_TAG].startswith("interrupted by SIG")
     assert "aetrack: interrupted by SIG" in stderr
     assert registered_versions(uri) == []
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from aetrack.names import PARTS
 from deploy import stack as stack_script
 from tests.helpers.data import write_npz
 from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
@@ -116,7 +117,7 @@ def test_mlflow_run_lands_in_server_bucket_and_postgres(team_stack, project_runs
 
     # The three models: logged-model files in the bucket, registered versions tagged with this run.
     models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
-    assert sorted(m.name for m in models) == ["autoencoder", "decoder", "encoder"]
+    assert sorted(m.name for m in models) == sorted(PARTS)
     for model in models:
         model_keys = bucket_keys(team_stack, f"artifacts/{run.info.experiment_id}/models/{model.model_id}/")
         assert any(k.endswith("/MLmodel") for k in model_keys), model_keys
@@ -228,7 +229,7 @@ def test_four_concurrent_runs_all_finish_with_distinct_versions(team_stack, stac
     for run in runs:
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(1, EPOCHS + 1))
     run_ids = {r.info.run_id for r in runs}
-    for part in ("autoencoder", "encoder", "decoder"):
+    for part in PARTS:
         versions = client.search_model_versions(f"name = '{prefix}-{part}'")
         assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4], part
         assert {v.run_id for v in versions} == run_ids, part
