@@ -136,7 +136,7 @@ def test_system_metrics_when_asked_for(tracking, tiny_config, monkeypatch):
 
 
 @pytest.mark.slow
-def test_denoise_run_records_the_model_it_continued_from(tracking, tiny_config):
+def test_denoise_run_records_the_model_it_continued_from(tracking, tiny_config, denoise_store):
     from aetrack.train import train
 
     basic = train(tiny_config(epochs=1, image_every=0, register=True, model_prefix="lineage"))
@@ -145,9 +145,9 @@ def test_denoise_run_records_the_model_it_continued_from(tracking, tiny_config):
         denoise = train(tiny_config(entry_point="denoise", epochs=1, image_every=0, init_model=uri))
         inputs = MlflowClient().get_run(denoise.run_id).inputs.model_inputs
         assert [i.model_id for i in inputs] == [autoencoder_id], uri
-    # A fresh denoiser has no model input.
-    fresh = train(tiny_config(entry_point="denoise", epochs=1, image_every=0))
-    assert not MlflowClient().get_run(fresh.run_id).inputs.model_inputs
+    # A fresh denoiser (the session's, trained without init_model) has no model input.
+    assert denoise_store.config.init_model == ""
+    assert not MlflowClient(denoise_store.uri).get_run(denoise_store.result.run_id).inputs.model_inputs
 
 
 def test_models_keep_the_keras_flavor_and_serve_by_direct_call(registered, capfd):
