@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from aetrack.names import PARTS
+from aetrack.names import ENTRY_POINT_TAG, PARTS
 from deploy import stack as stack_script
 from tests.helpers.data import write_npz
 from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
@@ -78,7 +78,7 @@ def project_runs(team_stack, stack_data, tmp_path_factory):
     `mlflow run` and the default model names (aetrack-basic-*, aetrack-denoise-*)."""
     cwd = tmp_path_factory.mktemp("client")
     basic = mlflow_run(team_stack, cwd, "basic", *TINY, "-P", f"dataset={stack_data}")
-    denoise = mlflow_run(team_stack, cwd, "denoise", *TINY, "-P", f"dataset={stack_data}",
+    denoise = mlflow_run(team_stack, cwd, "denoise", *TINY, "-P", f"dataset={stack_data}", "-P", "noise_factor=0.3",
                          "-P", "init_model=models:/aetrack-basic-autoencoder@candidate")
     return {"basic": basic, "denoise": denoise, "cwd": cwd}
 
@@ -92,8 +92,10 @@ def test_mlflow_run_lands_in_server_bucket_and_postgres(team_stack, project_runs
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied: the client never sees S3
     assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["code_size"] == "8"
+    assert run.data.tags[ENTRY_POINT_TAG] == entry_point
     if entry_point == "denoise":
         assert run.data.params["init_model"] == "models:/aetrack-basic-autoencoder@candidate"
+        assert run.data.params["noise_factor"] == "0.3"
     for key in ("loss", "val_loss", "epoch_seconds"):
         history = client.get_metric_history(run_id, key)
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1)), key
