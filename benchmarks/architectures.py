@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--noise-factor", type=float, default=0.4)
     p.add_argument("--architectures", nargs="+", default=["dense", "conv", "vae"])
     p.add_argument("--entry-points", nargs="+", default=["basic", "denoise"])
+    p.add_argument("--rows", nargs="+", default=None, metavar="ARCHITECTURE:ENTRY",
+                   help="only these rows, e.g. dense:basic vae:denoise (default: every architecture x entry point)")
     p.add_argument("--log", default=None, help="also append each finished row to this file")
     return p.parse_args(argv)
 
@@ -101,14 +103,15 @@ def main(argv=None) -> None:
     for line in lines:
         print(line, flush=True)
     _append(args.log, lines)
+    rows = ([tuple(row.split(":", 1)) for row in args.rows] if args.rows else
+            [(architecture, entry_point) for entry_point in args.entry_points for architecture in args.architectures])
     with harness.tracking_store():
-        for entry_point in args.entry_points:
-            for architecture in args.architectures:
-                started = time.perf_counter()
-                row = run_one(args, architecture, entry_point, holdout)
-                line = "| " + " | ".join(format_cell(row, c) for c in COLUMNS) + " |"
-                print(line + f"  ({time.perf_counter() - started:.0f} s in all)", flush=True)
-                _append(args.log, [line])
+        for architecture, entry_point in rows:
+            started = time.perf_counter()
+            row = run_one(args, architecture, entry_point, holdout)
+            line = "| " + " | ".join(format_cell(row, c) for c in COLUMNS) + " |"
+            print(line + f"  ({time.perf_counter() - started:.0f} s in all)", flush=True)
+            _append(args.log, [line])
 
 
 def _append(path: str | None, lines: list[str]) -> None:

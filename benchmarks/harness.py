@@ -8,7 +8,6 @@ import datetime
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from deploy.stack import free_port  # noqa: E402,F401  (the one definition; benchmarks import it from here)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mnist" / "mnist.npz"
 
 # The tutorial's printed per-epoch training loss (30,000 images, batch 64, Adam, BCE).
@@ -175,13 +175,6 @@ def machine_lines() -> list[str]:
         f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {load:.2f}",
         f"python {platform.python_version()}, " + ", ".join(versions),
     ]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (the OS picked it and it was released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_group(process: subprocess.Popen, grace: float = 30) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -28,19 +27,13 @@ from pathlib import Path
 import harness
 from end_to_end import run_options, time_mlflow_run
 
+from deploy import stack as stack_script  # harness put the checkout on sys.path
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[run_options()])
     p.add_argument("--reps", type=int, default=2, help="mlflow runs per store")
     return p.parse_args(argv)
-
-
-def load_stack_module():
-    spec = importlib.util.spec_from_file_location("aetrack_deploy_stack", harness.REPO / "deploy" / "stack.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextlib.contextmanager
@@ -92,15 +85,14 @@ def main(argv=None) -> None:
         print(line)
     print(f"config: {args.train_samples} images, {args.epochs} epochs, register={args.register}, reps={args.reps}",
           flush=True)
-    stack_module = load_stack_module()
     seconds: dict[str, list[float]] = {"sqlite": [], "server": []}
     shares = {}
     with contextlib.ExitStack() as cleanup:
         folder = Path(tempfile.mkdtemp(prefix="aetrack-bench-stack-"))
         cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
         folder.chmod(0o711)  # PostgreSQL runs as the postgres user when we are root
-        stack = stack_module.start_stack(folder / "stack")
-        cleanup.callback(stack_module.stop_stack, stack)
+        stack = stack_script.start_stack(folder / "stack")
+        cleanup.callback(stack_script.stop_stack, stack)
         # One SQLite store for all its runs, its tables created first, as a user's mlflow.db is
         # after the first run (the server's database is migrated at start-up too).
         sqlite_uri, _ = cleanup.enter_context(harness.tracking_store())

@@ -3,14 +3,17 @@ once per session for the tests that only read them. Helpers live in tests/helper
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import types
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers.data import SHARED_MNIST, write_npz
+from tests.helpers.data import shared_mnist, write_npz
 from tests.helpers.stores import mlflow_pointed_at, session_store
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,8 +25,36 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ONE_WORKER_FILES = ("tests/test_team_stack.py",)
 
 
+# The runs trained once per session (fixtures below), most expensive first. Under xdist the quick
+# tests that read one of them go to one worker, so it is trained once, not once in each worker.
+SESSION_RUNS = ("registered", "basic", "one_epoch", "denoise")
+# Workers collect; the scheduler, in the controller, sees only node ids. The controller names a
+# file here before it starts the workers; they write {node id: session run} into it.
+SESSION_RUN_GROUPS_FILE = "AETRACK_TEST_SESSION_RUN_GROUPS"
+
+
 def _runs_in_one_worker(nodeid: str) -> bool:
     return nodeid.startswith(tuple(f"{path}::" for path in ONE_WORKER_FILES))
+
+
+def _session_run_of(item) -> str | None:
+    """The session run a quick test reads (the first of SESSION_RUNS it uses), if any."""
+    if item.get_closest_marker("slow"):
+        return None
+    used = set(item.fixturenames)
+    return next((name for name in SESSION_RUNS if {name, f"{name}_run", f"{name}_store"} & used), None)
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
+        handle, path = tempfile.mkstemp(prefix="aetrack-test-groups-", suffix=".json")
+        os.close(handle)
+        os.environ[SESSION_RUN_GROUPS_FILE] = path  # the workers, started later, inherit it
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput") and SESSION_RUN_GROUPS_FILE in os.environ:
+        Path(os.environ.pop(SESSION_RUN_GROUPS_FILE)).unlink(missing_ok=True)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,19 +67,38 @@ def pytest_collection_modifyitems(config, items):
         return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)
+    groups_file = os.environ.get(SESSION_RUN_GROUPS_FILE)
+    if groups_file and hasattr(config, "workerinput"):
+        groups = {item.nodeid: run for item in items if (run := _session_run_of(item))}
+        # Every worker collects the same tests: each writes the same content, whole (os.replace).
+        partial = f"{groups_file}.{config.workerinput['workerid']}"
+        Path(partial).write_text(json.dumps(groups))
+        os.replace(partial, groups_file)
+
+
+@cache
+def _session_run_groups() -> dict[str, str]:
+    """{node id: session run}, as the workers wrote it (read once, after every worker collected)."""
+    groups_file = os.environ.get(SESSION_RUN_GROUPS_FILE)
+    text = Path(groups_file).read_text() if groups_file else ""
+    return json.loads(text) if text else {}
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """pytest-xdist's scheduler, but with ONE_WORKER_FILES as one unit of work and every other test
-    its own unit, handed out in collection order (longest first). This is what `--dist loadgroup`
-    with an `xdist_group` mark should do, but with pytest 9.2 it silently spreads a group over the
-    workers (pytest-dev/pytest-xdist#1386: xdist 3.8 marks groups in the old `_nodeid` field)."""
+    """pytest-xdist's scheduler, but with ONE_WORKER_FILES as one unit of work, the quick tests of
+    each session run as one unit, and every other test its own unit, handed out in collection order
+    (longest first). This is what `--dist loadgroup` with an `xdist_group` mark should do, but with
+    pytest 9.2 it silently spreads a group over the workers (pytest-dev/pytest-xdist#1386: xdist
+    3.8 marks groups in the old `_nodeid` field)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class OneWorkerFilesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "one-worker-files" if _runs_in_one_worker(nodeid) else nodeid
+            if _runs_in_one_worker(nodeid):
+                return "one-worker-files"
+            run = _session_run_groups().get(nodeid)
+            return f"session-run:{run}" if run else nodeid
 
     config.option.loadscopereorder = False  # keep the collection order: longest first
     return OneWorkerFilesTogether(config, log)
@@ -61,10 +111,9 @@ def tiny_npz(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_mnist_small(tmp_path_factory) -> Path:
-    """The first 2,000 / 200 real MNIST digits from ../shared, or a clean skip without it."""
-    if not SHARED_MNIST.exists():
-        pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
-    with np.load(SHARED_MNIST) as npz:
+    """The first 2,000 / 200 real MNIST digits from ../shared (tests.helpers.data.shared_mnist:
+    a skip without them, a failure where they are required)."""
+    with np.load(shared_mnist()) as npz:
         arrays = {k: npz[k] for k in npz.files}
     path = tmp_path_factory.mktemp("mnist") / "mnist-small.npz"
     np.savez(path, x_train=arrays["x_train"][:2000], y_train=arrays["y_train"][:2000],

@@ -1,9 +1,9 @@
 """Each architecture end to end on a few hundred real digits: the real `mlflow run` (metrics, step
 images, figures and registered versions read back from the store), and registered models loaded
-in a fresh process giving what the trained model gave in memory."""
+in a fresh process giving what the trained model gave in memory. (A model served over HTTP:
+test_serve.py.)"""
 
 import json
-import re
 import subprocess
 import sys
 
@@ -12,23 +12,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.config import ARCHITECTURES
-from tests.helpers.processes import REPO, free_port, stop_group, subprocess_env, wait_for_http
+from aetrack.names import ARCHITECTURE_TAG, ENTRY_POINT_TAG, PARTS, RUN_NAME_TAG
+from tests.helpers.artifacts import step_images
+from tests.helpers.processes import REPO, subprocess_env
 from tests.helpers.stores import mlflow_pointed_at
 
 pytestmark = pytest.mark.slow
 
-STEP_IMAGE = re.compile(r"^images/(?P<key>[^+]+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+\.png$")
 # Small, so conv stays quick on 2 CPU cores; the vae uses a 2-number code to get latent_manifold.png.
 CODE_SIZES = {"dense": 8, "conv": 8, "vae": 2}
-
-
-def step_images(client, run_id):
-    found = {}
-    for artifact in client.list_artifacts(run_id, "images"):
-        match = STEP_IMAGE.match(artifact.path)
-        if match:
-            found.setdefault(match["key"], set()).add(int(match["step"]))
-    return found
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -48,9 +40,9 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.params["architecture"] == architecture
-    assert run.data.tags["aetrack.architecture"] == architecture
-    assert run.data.tags["mlflow.runName"].startswith(f"basic-{architecture}-")
-    assert run.data.tags["aetrack.entry_point"] == "basic"
+    assert run.data.tags[ARCHITECTURE_TAG] == architecture
+    assert run.data.tags[RUN_NAME_TAG].startswith(f"basic-{architecture}-")
+    assert run.data.tags[ENTRY_POINT_TAG] == "basic"
 
     per_epoch = ["loss", "val_loss"]
     if architecture == "vae":
@@ -69,7 +61,7 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
         assert "kl_loss" not in run.data.metrics and "test_elbo" not in run.data.metrics
     assert {"test_bce", "test_mse", "test_psnr", "test_ssim"} <= set(run.data.metrics)
 
-    images = step_images(client, run_id)
+    images = {key: set(steps) for key, steps in step_images(run_id, client).items()}
     expected = {"reconstruction": {0, 1, 2}, "latent_codes": {0, 1, 2}}  # step 0: the untrained model
     if architecture == "vae":
         expected["samples"] = {0, 1, 2}
@@ -78,7 +70,7 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
     vae_figures = {"figures/samples.png", "figures/latent_manifold.png"}
     assert (vae_figures <= figures) == (architecture == "vae") and figures & vae_figures in (set(), vae_figures)
 
-    for part in ("autoencoder", "encoder", "decoder"):
+    for part in PARTS:
         version = client.get_model_version(f"arch-{part}", "1")
         assert version.tags["architecture"] == architecture and version.run_id == run_id
         assert float(version.tags["test_bce"]) == pytest.approx(run.data.metrics["test_bce"])
@@ -96,6 +88,7 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
 
 _LOAD_IN_A_FRESH_PROCESS = """
 import json, sys
+import mlflow
 import numpy as np
 import aetrack
 from aetrack.cli import main
@@ -107,6 +100,8 @@ for prefix in sys.argv[3:]:
              autoencoder=aetrack.load_model(f"models:/{prefix}-autoencoder/1").predict(x, verbose=0),
              encoder=aetrack.load_model(f"models:/{prefix}-encoder/1").predict(x, verbose=0),
              samples=sample(f"models:/{prefix}-decoder@candidate", f"{folder}/{prefix}.samples.npy", count=5, seed=3))
+# What `mlflow models serve` answers with: the pyfunc flavor's predict.
+np.save(f"{folder}/vae.pyfunc.npy", mlflow.pyfunc.load_model("models:/vae-autoencoder/1").predict(x[:4]))
 try:  # the `aetrack sample` command itself, from the registered vae decoder
     main(["sample", "--model", "models:/vae-decoder/1", "--count", "20", "--seed", "1", "--output",
           f"{folder}/grid.png"])
@@ -119,7 +114,7 @@ print(json.dumps(sorted(sys.modules.keys() & {"aetrack.models.vae"})))
 def test_registered_models_load_in_a_fresh_process_as_trained(tracking, tmp_path, real_mnist_small):
     """Every architecture's registered models, loaded in one fresh process, give what the trained
     models gave in memory; the vae's decoder samples through `aetrack sample` and its autoencoder
-    serves with `mlflow models serve`."""
+    predicts through the pyfunc flavor that `mlflow models serve` runs."""
     from PIL import Image
 
     from aetrack.config import TrainConfig
@@ -158,26 +153,5 @@ def test_registered_models_load_in_a_fresh_process_as_trained(tracking, tmp_path
     assert pixels.shape == (3 * 30 + 2, 8 * 30 + 2)  # 3 rows of 28-pixel tiles, 2-pixel separators
     assert pixels[2:30, 2:30].std() > 0  # a decoded image, not a blank tile
 
-    served = _serve_and_ask(tracking, tmp_path, "models:/vae-autoencoder/1", x[:4])
+    served = np.asarray(np.load(tmp_path / "vae.pyfunc.npy"), dtype=np.float32)
     np.testing.assert_allclose(served, models["vae"](x[:4], training=False).numpy(), atol=1e-5)
-
-
-def _serve_and_ask(uri, tmp_path, model_uri, x):
-    """Start a real `mlflow models serve` for `model_uri` on 127.0.0.1, post `x`, return its answer."""
-    import urllib.request
-
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w+")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
-                               "local", "-h", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                              env=subprocess_env(uri), cwd=tmp_path, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", server, 180, log)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
-                                         data=json.dumps({"inputs": x.tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return np.asarray(json.loads(response.read())["predictions"], dtype=np.float32)
-    finally:
-        stop_group(server)
-        log.close()

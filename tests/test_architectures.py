@@ -1,5 +1,6 @@
 """The three architectures (dense, conv, vae): one outside contract, the vae's training wrapper and
-its ELBO, init_model's architecture check, the parameter's rules. In-process, tiny data."""
+its ELBO, compiling, copying weights and init_model's architecture check, the parameter's rules.
+In-process, tiny data."""
 
 import math
 
@@ -10,7 +11,7 @@ from aetrack.config import ARCHITECTURES, TrainConfig
 from aetrack.errors import ConfigError, ModelError
 from aetrack.evaluation import negative_elbo
 from aetrack.models import (
-    VariationalAutoencoder, architecture_of, autoencoder_of, build_autoencoder, compile_autoencoder,
+    VariationalAutoencoder, architecture_of, autoencoder_of, build_autoencoder, compile_autoencoder, copy_weights,
     decoder_of, encoder_of, latent_moments,
 )
 
@@ -36,6 +37,8 @@ def test_every_architecture_keeps_the_contract(architecture):
 def test_dense_is_still_the_tutorials_model():
     model = build_autoencoder("dense", 64)
     assert model.count_params() == 101_200
+    assert encoder_of(model).count_params() == 784 * 64 + 64
+    assert decoder_of(model).count_params() == 64 * 784 + 784
     assert [layer.name for layer in model.layers] == ["image", "encoder", "decoder"]
     assert [w.path for w in model.weights] == ["code/kernel", "code/bias", "reconstruction/kernel",
                                                "reconstruction/bias"]
@@ -53,6 +56,12 @@ def test_conv_is_convolutional_and_the_vae_has_a_log_variance_head():
     names = [w.path for w in vae.trainable_weights]
     assert len(names) == len(set(names)) == len(autoencoder_of(vae).trainable_weights) + 2
     assert "z_log_var/kernel" in names
+
+
+def test_compile_uses_the_chosen_loss():
+    model = compile_autoencoder(build_autoencoder("dense", 4), 0.01, "mse")
+    assert model.loss == "mean_squared_error"
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
 
 
 def test_vae_reports_its_loss_terms_and_learns(tiny_npz):
@@ -114,9 +123,17 @@ def test_init_model_of_another_architecture_is_refused_in_one_line(tmp_path):
         assert "dense, conv, vae" in message
 
 
-def test_vae_continues_from_a_logged_vae_autoencoder(tmp_path):
-    from aetrack.models import copy_weights
+def test_copy_weights_copies_the_same_shapes_and_refuses_others():
+    source, target = build_autoencoder("dense", 8), build_autoencoder("dense", 8)
+    assert not np.array_equal(source.get_weights()[0], target.get_weights()[0])  # two random starts
+    copy_weights(source, target, "src")
+    for a, b in zip(source.get_weights(), target.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ModelError, match="init_model .other.: its weights have shapes"):
+        copy_weights(build_autoencoder("dense", 16), target, "other")
 
+
+def test_vae_continues_from_a_logged_vae_autoencoder(tmp_path):
     source = build_autoencoder("vae", 8, seed=1)
     path = tmp_path / "vae.keras"
     autoencoder_of(source).save(path)

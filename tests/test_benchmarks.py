@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from aetrack.names import ENTRY_POINT_TAG
 from tests.helpers.processes import REPO, subprocess_env
 
 BENCH = REPO / "benchmarks"
@@ -37,8 +38,12 @@ def test_speed_tiny(tiny_npz):
         assert 0 < float(fastest) <= float(seconds) and 0 < float(loss) < 1
     # Dropping the callbacks or fusing steps must not change the math: the same final loss.
     assert rows["aetrack_tracked"][3] == rows["aetrack_untracked"][3] == rows["spe2"][3]
-    assert float(rows["plain_keras"][2]) == 1.0
+    # Each ratio is the variant's seconds over the plain loop's (both printed rounded to 3 decimals).
+    plain = float(rows["plain_keras"][1])
+    for name, seconds, ratio, loss, fastest in rows.values():
+        assert float(ratio) == pytest.approx(float(seconds) / plain, rel=0.01, abs=0.002), name
     tracked, untracked = float(rows["aetrack_tracked"][1]), float(rows["aetrack_untracked"][1])
+    assert figure(out, "tracked_to_plain_ratio") == pytest.approx(tracked / plain, rel=0.01, abs=0.002)
     # The printed seconds are rounded to 3 decimals, so the recomputed percentage is only close.
     assert figure(out, "tracking_overhead_percent") == pytest.approx(100 * (tracked / untracked - 1), abs=1.0)
     # Tracked runs log metrics and images to MLflow every epoch: time inside the callbacks is real.
@@ -49,15 +54,28 @@ def test_speed_tiny(tiny_npz):
     assert figure(out, "matmul_peak_gflops") > 0
 
 
-def test_fidelity_tiny(tiny_npz):
+def test_fidelity_tiny(tiny_npz, tmp_path):
+    from mlflow.tracking import MlflowClient
+
     out = run_script("fidelity.py", "--runner", "train", "--data", tiny_npz, "--epochs", 2,
-                     "--train-samples", 128, "--test-samples", 16)
+                     "--train-samples", 128, "--test-samples", 16, "--workdir", tmp_path)
     rows = re.findall(rf"^ +(\d+) +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$", out, re.MULTILINE)
     assert [r[0] for r in rows] == ["1", "2"]
     for _, pub_b, ours_b, diff_b, pub_d, ours_d, diff_d in rows:
         for pub, ours, diff in ((pub_b, ours_b, diff_b), (pub_d, ours_d, diff_d)):
             assert float(diff) == pytest.approx(100 * (float(ours) - float(pub)) / float(pub), abs=0.2)
-    assert rows[0][1] == "0.2034" and rows[1][4] == "0.1015"  # published values, not ours
+    # "ours" is each run's per-epoch loss as the tracking store holds it; the denoiser continued
+    # from the basic run's logged autoencoder.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = {r.data.tags[ENTRY_POINT_TAG]: r
+            for r in client.search_runs([client.get_experiment_by_name("fidelity").experiment_id])}
+    assert set(runs) == {"basic", "denoise"}
+    for column, entry_point in ((2, "basic"), (5, "denoise")):
+        losses = sorted(client.get_metric_history(runs[entry_point].info.run_id, "loss"), key=lambda m: m.step)
+        assert [row[column] for row in rows] == [f"{m.value:.4f}" for m in losses], entry_point
+    init_model = f"runs:/{runs['basic'].info.run_id}/autoencoder"
+    assert runs["denoise"].data.params["init_model"] == init_model
+    assert f"init_model for denoise: {init_model}" in out
     # The verdict follows the rule it prints (|diff| within the target), checked from its own numbers:
     # synthetic digits land far from the published MNIST loss, so here the rule must say FAIL.
     verdicts = re.findall(rf"^final_(\w+): epoch (\d+) loss {NUMBER} published {NUMBER} diff {NUMBER}% "
@@ -67,8 +85,7 @@ def test_fidelity_tiny(tiny_npz):
         assert loss == row  # the last table row's own loss
         assert float(diff) == pytest.approx(100 * (float(loss) - float(published)) / float(published), abs=0.2)
         assert verdict == ("PASS" if abs(float(diff)) <= float(target) else "FAIL")
-    assert verdicts[0][3] == "0.1229" and verdicts[0][6] == "FAIL"
-    assert re.search(r"^init_model for denoise: (runs:/|models:/|.*\.keras$)", out, re.MULTILINE)
+    assert verdicts[0][6] == "FAIL"
 
 
 def test_end_to_end_tiny(tiny_npz):
@@ -90,24 +107,28 @@ def test_end_to_end_tiny(tiny_npz):
 
 
 def test_sweep_tiny(tiny_npz):
-    out = run_script("sweep.py", "--data", tiny_npz, "--trials", 2, "--epochs", 1, "--train-samples", 128,
+    trials = 1  # every variant still runs; each trial more is one more `mlflow run`
+    out = run_script("sweep.py", "--data", tiny_npz, "--trials", trials, "--epochs", 1, "--train-samples", 128,
                      "--test-samples", 16, timeout=600)
     rows = {name: (float(seconds), float(per_minute))
             for name, seconds, per_minute in re.findall(rf"^(\w+) +{NUMBER} +{NUMBER}$", out, re.MULTILINE)}
     assert set(rows) == {"in_process_1_worker", "mlflow_run_per_trial", "in_process_2_workers"}
     for seconds, per_minute in rows.values():
-        assert per_minute == pytest.approx(60 * 2 / seconds, rel=0.01)
+        assert per_minute == pytest.approx(60 * trials / seconds, rel=0.01)
     ratio = rows["in_process_1_worker"][1] / rows["mlflow_run_per_trial"][1]
     assert figure(out, "in_process_speedup") == pytest.approx(ratio, abs=0.05)  # from rounded figures
+    ratio = rows["in_process_2_workers"][1] / rows["mlflow_run_per_trial"][1]
+    assert figure(out, "two_workers_speedup") == pytest.approx(ratio, abs=0.05)
 
 
 def test_architectures_tiny(tiny_npz):
+    # Two rows tell both columns that depend on the row apart: gain (denoise) and elbo (vae).
     out = run_script("architectures.py", "--data", tiny_npz, "--epochs", 1, "--train-samples", 128, "--test-samples",
-                     16, "--holdout", 32, "--architectures", "dense", "vae", "--entry-points", "basic", "denoise")
+                     16, "--holdout", 32, "--rows", "dense:basic", "vae:denoise")
     assert "metrics on test images 16-47" in out
     rows = {(m[0], m[1]): m[2:] for m in re.findall(r"^\| (\w+) \| (\w+) \| (.+) \|", out, re.MULTILINE)
             if m[0] != "architecture"}
-    assert set(rows) == {("dense", "basic"), ("vae", "basic"), ("dense", "denoise"), ("vae", "denoise")}
+    assert set(rows) == {("dense", "basic"), ("vae", "denoise")}
     for (architecture, entry), cells in rows.items():
         bce, psnr, gain, elbo, fit_s, params = (c.strip() for c in cells[0].split("|"))
         assert 0 < float(bce) < 1 and float(psnr) > 0 and float(fit_s) > 0
@@ -121,13 +142,12 @@ def test_architectures_tiny(tiny_npz):
 def test_serving_tiny(tiny_npz):
     import json
 
+    # The `mlflow models predict` check (two more processes) is test_records' own test.
     out = run_script("serving.py", "--data", tiny_npz, "--requests", 3, "--train-samples", 128,
-                     "--test-samples", 16, timeout=600)
+                     "--test-samples", 16, "--no-predict-check", timeout=600)
     result = json.loads(re.search(r"^RESULT (.*)$", out, re.MULTILINE).group(1))
     assert set(result) == {"mlflow serve, aetrack (direct call)", "mlflow serve, mlflow.keras default (predict)",
                            "aetrack serve", "aetrack serve (.npy)"}
     for figures in result.values():
+        assert set(figures) == {"p50_ms_1", "p90_ms_1", "p50_ms_256", "p90_ms_256"}
         assert 0 < figures["p50_ms_1"] <= figures["p90_ms_1"] and 0 < figures["p50_ms_256"] <= figures["p90_ms_256"]
-    # aetrack's pyfunc prints only JSON on stdout; the Keras flavor's progress bars break it.
-    assert result["mlflow serve, aetrack (direct call)"]["predict_stdout_is_json"] is True
-    assert result["mlflow serve, mlflow.keras default (predict)"]["predict_stdout_is_json"] is False

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from aetrack.data import DataError, check_dataset_spec, load_dataset
-from tests.helpers.data import synthetic_digits, write_npz
+from tests.helpers.data import REQUIRE_SHARED_DATA, shared_mnist, synthetic_digits, write_npz
 
 
 def test_loads_keras_layout_and_flattens(tiny_npz):
@@ -104,3 +104,15 @@ def test_offline_download_error_is_one_clear_line(monkeypatch, tmp_path):
     text = str(info.value)
     assert "could not download dataset 'mnist'" in text and "--dataset /path/to/mnist.npz" in text
     assert "\n" not in text
+
+
+def test_missing_shared_data_skips_for_a_developer_and_fails_where_required(tmp_path, monkeypatch):
+    present, missing = write_npz(tmp_path / "mnist.npz"), tmp_path / "absent" / "mnist.npz"
+    monkeypatch.delenv(REQUIRE_SHARED_DATA, raising=False)
+    assert shared_mnist(present) == present
+    with pytest.raises(pytest.skip.Exception, match="real MNIST not found at"):
+        shared_mnist(missing)
+    monkeypatch.setenv(REQUIRE_SHARED_DATA, "1")
+    assert shared_mnist(present) == present
+    with pytest.raises(pytest.fail.Exception, match=f"{REQUIRE_SHARED_DATA}=1 says it must be there"):
+        shared_mnist(missing)

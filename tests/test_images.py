@@ -1,6 +1,5 @@
 """Image grids (pure numpy) and the per-epoch images read back from a real MLflow store."""
 
-import re
 from pathlib import Path
 
 import keras
@@ -14,6 +13,7 @@ from aetrack.data import load_dataset
 from aetrack.noise import add_noise
 from aetrack.runner import build_model
 from aetrack.train import train
+from tests.helpers.artifacts import step_images
 
 PAD = images.PAD
 SIDE = 28
@@ -103,20 +103,6 @@ def test_code_scale_and_sample_indices():
 
 
 # --- per-epoch images in a real store -------------------------------------------------------------
-
-STEP_IMAGE = re.compile(r"^images/(?P<key>[^+]+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+\.png$")
-
-
-def step_images(run_id: str) -> dict[str, dict[int, str]]:
-    """{key: {step: artifact path}} of the full-resolution PNGs that `log_image(key=, step=)` wrote."""
-    found: dict[str, dict[int, str]] = {}
-    for artifact in MlflowClient().list_artifacts(run_id, "images"):
-        match = STEP_IMAGE.match(artifact.path)
-        if match:
-            steps = found.setdefault(match["key"], {})
-            assert int(match["step"]) not in steps, f"two images for one step: {artifact.path}"
-            steps[int(match["step"])] = artifact.path
-    return found
 
 
 def read_png(run_id: str, path: str, tmp_path: Path) -> np.ndarray:

@@ -12,8 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.data import load_dataset
-from aetrack.tracking.records import DIGEST_LENGTH, NOTE_TAG, SUMMARY_ARTIFACT, TRAINABLE_PARAMS
-from aetrack.tracking.registry import PARTS
+from aetrack.names import NOTE_TAG, PARTS
+from aetrack.tracking.records import DIGEST_LENGTH, SUMMARY_ARTIFACT, TRAINABLE_PARAMS
 from tests.helpers.processes import subprocess_env
 
 
@@ -115,17 +115,28 @@ def test_system_metrics_are_off_by_default(basic_run):
 def test_system_metrics_when_asked_for(tracking, tiny_config, monkeypatch):
     from aetrack.train import train
 
+    import psutil
+
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     result = train(tiny_config(epochs=2, image_every=0, system_metrics=True))
-    run = MlflowClient().get_run(result.run_id)
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
     assert run.data.params["system_metrics"] == "true"
-    metrics = run.data.metrics
-    assert metrics["system/cpu_utilization_percentage"] >= 0
-    assert metrics["system/system_memory_usage_megabytes"] > 0
+    # Sampled again and again while the run was open: consecutive steps, timestamps inside the run.
+    cpu = client.get_metric_history(result.run_id, "system/cpu_utilization_percentage")
+    memory = client.get_metric_history(result.run_id, "system/system_memory_usage_megabytes")
+    for history in (cpu, memory):
+        assert len(history) >= 2
+        assert sorted(m.step for m in history) == list(range(len(history)))
+        assert all(run.info.start_time <= m.timestamp <= run.info.end_time for m in history)
+    # Percentages of a busy CPU (training ran between the samples) and megabytes this machine has.
+    assert all(0 <= m.value <= 100 for m in cpu) and max(m.value for m in cpu) > 0
+    total_mb = psutil.virtual_memory().total / 2**20
+    assert all(0 < m.value <= total_mb for m in memory)
 
 
 @pytest.mark.slow
-def test_denoise_run_records_the_model_it_continued_from(tracking, tiny_config):
+def test_denoise_run_records_the_model_it_continued_from(tracking, tiny_config, denoise_store):
     from aetrack.train import train
 
     basic = train(tiny_config(epochs=1, image_every=0, register=True, model_prefix="lineage"))
@@ -134,9 +145,9 @@ def test_denoise_run_records_the_model_it_continued_from(tracking, tiny_config):
         denoise = train(tiny_config(entry_point="denoise", epochs=1, image_every=0, init_model=uri))
         inputs = MlflowClient().get_run(denoise.run_id).inputs.model_inputs
         assert [i.model_id for i in inputs] == [autoencoder_id], uri
-    # A fresh denoiser has no model input.
-    fresh = train(tiny_config(entry_point="denoise", epochs=1, image_every=0))
-    assert not MlflowClient().get_run(fresh.run_id).inputs.model_inputs
+    # A fresh denoiser (the session's, trained without init_model) has no model input.
+    assert denoise_store.config.init_model == ""
+    assert not MlflowClient(denoise_store.uri).get_run(denoise_store.result.run_id).inputs.model_inputs
 
 
 def test_models_keep_the_keras_flavor_and_serve_by_direct_call(registered, capfd):

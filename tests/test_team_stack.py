@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import yaml
 
+from aetrack.names import ENTRY_POINT_TAG, PARTS
+from deploy import stack as stack_script
 from tests.helpers.data import write_npz
 from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
 from tests.helpers.stores import mlflow_pointed_at
 from tests.helpers.team_stack import (
     bucket_keys,
-    load_stack_module,
     local_mlflow_files,
     pid_alive,
     query,
@@ -77,7 +78,7 @@ def project_runs(team_stack, stack_data, tmp_path_factory):
     `mlflow run` and the default model names (aetrack-basic-*, aetrack-denoise-*)."""
     cwd = tmp_path_factory.mktemp("client")
     basic = mlflow_run(team_stack, cwd, "basic", *TINY, "-P", f"dataset={stack_data}")
-    denoise = mlflow_run(team_stack, cwd, "denoise", *TINY, "-P", f"dataset={stack_data}",
+    denoise = mlflow_run(team_stack, cwd, "denoise", *TINY, "-P", f"dataset={stack_data}", "-P", "noise_factor=0.3",
                          "-P", "init_model=models:/aetrack-basic-autoencoder@candidate")
     return {"basic": basic, "denoise": denoise, "cwd": cwd}
 
@@ -91,8 +92,10 @@ def test_mlflow_run_lands_in_server_bucket_and_postgres(team_stack, project_runs
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied: the client never sees S3
     assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["code_size"] == "8"
+    assert run.data.tags[ENTRY_POINT_TAG] == entry_point
     if entry_point == "denoise":
         assert run.data.params["init_model"] == "models:/aetrack-basic-autoencoder@candidate"
+        assert run.data.params["noise_factor"] == "0.3"
     for key in ("loss", "val_loss", "epoch_seconds"):
         history = client.get_metric_history(run_id, key)
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1)), key
@@ -116,7 +119,7 @@ def test_mlflow_run_lands_in_server_bucket_and_postgres(team_stack, project_runs
 
     # The three models: logged-model files in the bucket, registered versions tagged with this run.
     models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
-    assert sorted(m.name for m in models) == ["autoencoder", "decoder", "encoder"]
+    assert sorted(m.name for m in models) == sorted(PARTS)
     for model in models:
         model_keys = bucket_keys(team_stack, f"artifacts/{run.info.experiment_id}/models/{model.model_id}/")
         assert any(k.endswith("/MLmodel") for k in model_keys), model_keys
@@ -228,7 +231,7 @@ def test_four_concurrent_runs_all_finish_with_distinct_versions(team_stack, stac
     for run in runs:
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(1, EPOCHS + 1))
     run_ids = {r.info.run_id for r in runs}
-    for part in ("autoencoder", "encoder", "decoder"):
+    for part in PARTS:
         versions = client.search_model_versions(f"name = '{prefix}-{part}'")
         assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4], part
         assert {v.run_id for v in versions} == run_ids, part
@@ -236,18 +239,19 @@ def test_four_concurrent_runs_all_finish_with_distinct_versions(team_stack, stac
 
 # How long the MLflow client keeps retrying a request the server refuses: 7 retries with backoff
 # factor 2 (MLflow's defaults), at about 0, 4, 12, 28, 60, 124 and 244 s after the first failure.
-# Measured here: server back after 14-17 s, the queued epoch's log landed at the 28 s retry (under
-# load average ~20: back after 43 s, landed at the 60 s retry); the run ended FINISHED both times.
+# An outage inside that window is ridden out, which is what the README promises: the run ends
+# FINISHED. The server here is down for a few seconds plus its start-up, well inside it.
+RETRY_WINDOW_S = 244.0
 RESTART_DELAY_S = 3.0
 
 
 @pytest.mark.slow
 def test_server_restart_during_training(team_stack, tmp_path, capsys):
     """Stop `mlflow server` after the first epoch, start it again on the same port a few seconds
-    later. Measured outcome (this machine, 2 cores): the run ends FINISHED with every epoch's
-    metrics and images. Training goes on; the run's background logging thread waits in MLflow's
-    HTTP retries until the server answers, and the end of training waits for that thread; see README."""
-    stack_module = load_stack_module()
+    later. The promise (README, "Measured against the real stack"): the run ends FINISHED with
+    every epoch's metrics and images and its registered version. Training goes on; the run's
+    background logging thread waits in MLflow's HTTP retries until the server answers, and the end
+    of training waits for that thread."""
     data = write_npz(tmp_path / "slower.npz", n_train=3000, n_test=64)  # epochs of a few seconds
     epochs = 4
     child = subprocess.Popen(
@@ -261,7 +265,7 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
     try:
         run_id = _wait_for_first_epoch(client, child)
         stopped = time.monotonic()
-        stack_module.stop_process(team_stack.processes["mlflow"])
+        stack_script.stop_process(team_stack.processes["mlflow"])
         assert not pid_alive(team_stack.processes["mlflow"].pid)
         # While it is down, a new run fails fast with aetrack's one-line preflight error.
         down = run_aetrack("train", "basic", *CLI_TINY, "--dataset", data, uri=team_stack.tracking_uri,
@@ -273,8 +277,8 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
             "at a reachable store"]
         fail_fast_s = time.monotonic() - stopped
         time.sleep(max(0.0, RESTART_DELAY_S - fail_fast_s))
-        stack_module.start_mlflow_server(team_stack)
-        stack_module.wait_for_mlflow(team_stack)
+        stack_script.start_mlflow_server(team_stack)
+        stack_script.wait_for_mlflow(team_stack)
         outage_s = time.monotonic() - stopped
         # The run was still training when the server came back (else this test proves nothing).
         assert len(client.get_metric_history(run_id, "loss")) < epochs
@@ -286,28 +290,25 @@ def test_server_restart_during_training(team_stack, tmp_path, capsys):
             child.kill()
             child.wait()
         if team_stack.processes["mlflow"].poll() is not None:  # leave a running server for later tests
-            stack_module.start_mlflow_server(team_stack)
-            stack_module.wait_for_mlflow(team_stack)
+            stack_script.start_mlflow_server(team_stack)
+            stack_script.wait_for_mlflow(team_stack)
     run = client.get_run(run_id)
     with capsys.disabled():
         print(f"\nrestart: preflight failed fast in {fail_fast_s:.1f}s; server down {outage_s:.1f}s "
               f"(stop -> /health again); epoch 2 reached the server {resumed_s:.1f}s after the stop; "
               f"epoch_seconds {[round(m.value, 1) for m in client.get_metric_history(run_id, 'epoch_seconds')]}; run ended {run.info.status} {finished_s:.1f}s after the stop, "
               f"exit {child.returncode}")
-    # Measured: FINISHED. The alternative the issue allows (MLflow's client giving up) would have
-    # to be a FAILED run with one `aetrack:` line and no registered version; both are checked.
-    if child.returncode == 0:
-        assert run.info.status == "FINISHED"
-        for key in ("loss", "val_loss"):
-            assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, epochs + 1))
-        keys = run_keys(team_stack, run.info.experiment_id, run_id)
-        steps = sorted(int(m.group(1)) for k in keys if (m := re.match(r"images/reconstruction\+step\+(\d+)\+.*\.png$", k)))
-        assert steps == list(range(0, epochs + 1))  # step 0: the untrained model
-        assert len(client.search_model_versions("name = 'aetrack-restart-autoencoder'")) == 1
-    else:
-        assert run.info.status == "FAILED"
-        assert len([line for line in stderr.splitlines() if line.startswith("aetrack:")]) == 1, stderr[-2000:]
-        assert client.search_model_versions("name = 'aetrack-restart-autoencoder'") == []
+    assert outage_s < RETRY_WINDOW_S, "the server was down longer than MLflow's client retries"
+    assert child.returncode == 0, stderr[-2000:]
+    assert [line for line in stderr.splitlines() if line.startswith("aetrack:")] == []
+    assert run.info.status == "FINISHED"
+    for key in ("loss", "val_loss"):
+        assert sorted(m.step for m in client.get_metric_history(run_id, key)) == list(range(1, epochs + 1))
+    keys = run_keys(team_stack, run.info.experiment_id, run_id)
+    steps = sorted(int(m.group(1)) for k in keys if (m := re.match(r"images/reconstruction\+step\+(\d+)\+.*\.png$", k)))
+    assert steps == list(range(0, epochs + 1))  # step 0: the untrained model
+    [version] = client.search_model_versions("name = 'aetrack-restart-autoencoder'")
+    assert version.run_id == run_id
 
 
 def _wait_for_step(client, child, run_id: str, step: int, timeout: float = 400) -> float:
@@ -393,12 +394,11 @@ def _descendants(pid: int) -> list[int]:
 def test_docker_compose_runs_the_tested_server_flags():
     """deploy/docker-compose.yml is not run here (no Docker engine); its `mlflow server` command
     must be the tested stack's: the same flags, a PostgreSQL backend and an s3:// destination."""
-    stack_module = load_stack_module()
     compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
     services = compose["services"]
     command = services["mlflow"]["command"]
     command = command.split() if isinstance(command, str) else list(command)
-    tested = stack_module.mlflow_server_args("BACKEND", "DESTINATION", "HOST", 0)
+    tested = stack_script.mlflow_server_args("BACKEND", "DESTINATION", "HOST", 0)
     assert command[0] == "mlflow" and command[1:2] == tested[:1]
     flags = lambda args: [a for a in args if a.startswith("--")]  # noqa: E731
     assert flags(command) == flags(tested)
@@ -407,7 +407,7 @@ def test_docker_compose_runs_the_tested_server_flags():
     assert value(command, "--artifacts-destination").startswith("s3://")
     assert value(command, "--host") == "0.0.0.0" and value(command, "--workers") == value(tested, "--workers")
     environment = services["mlflow"]["environment"]
-    for key, expected in stack_module.Stack(
+    for key, expected in stack_script.Stack(
             data_dir=Path("."), tracking_uri="", backend_store_uri="", s3_endpoint="", bucket="", access_key="",
             secret_key="", mlflow_port=0).server_env().items():
         assert key in environment, key

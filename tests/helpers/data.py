@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.helpers.processes import REPO
 
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist" / "mnist.npz"
+# Set to 1 where the shared data is always provided (.ci/run): there a missing copy is a broken
+# checkout, and the tests that need it must fail rather than skip.
+REQUIRE_SHARED_DATA = "AETRACK_REQUIRE_SHARED_DATA"
+
+
+def shared_mnist(path: Path = SHARED_MNIST) -> Path:
+    """`path` if the real MNIST copy is there; otherwise skip the test, or fail it under
+    AETRACK_REQUIRE_SHARED_DATA=1."""
+    if path.exists():
+        return path
+    missing = f"real MNIST not found at {path}"
+    if os.environ.get(REQUIRE_SHARED_DATA) == "1":
+        pytest.fail(f"{missing}, and {REQUIRE_SHARED_DATA}=1 says it must be there", pytrace=False)
+    pytest.skip(missing)
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

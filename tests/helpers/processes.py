@@ -17,6 +17,8 @@ import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+from deploy.stack import free_port  # noqa: F401  (the one definition; tests import it from here)
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -78,13 +80,6 @@ def run_concurrently(commands: list[list[str]], env: dict[str, str], cwd=None,
         result.pid = child.pid
         results.append(result)
     return results
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (the OS picked it and it was released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int) -> bool:

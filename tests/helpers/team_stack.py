@@ -1,47 +1,34 @@
-"""The shipped team stack (deploy/stack.py) for tests: import it, start it in a temp dir, and read
-back what landed in its MLflow server, PostgreSQL database and S3 bucket."""
+"""The shipped team stack (deploy/stack.py) for tests: start it in a temp dir, and read back what
+landed in its MLflow server, PostgreSQL database and S3 bucket."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-REPO = Path(__file__).resolve().parents[2]
-STACK_SCRIPT = REPO / "deploy" / "stack.py"
-
-
-def load_stack_module():
-    """deploy/stack.py as a module (deploy/ is a folder of scripts, not a package)."""
-    name = "aetrack_deploy_stack"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, STACK_SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is created
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+# deploy/ is a folder of scripts without __init__.py; from the checkout's root (pytest's
+# pythonpath) it imports as a namespace package.
+from deploy import stack as stack_script
 
 
 @contextlib.contextmanager
 def running_stack() -> Iterator:
     """Start the stack in a fresh temp dir; always stop it by pid and remove the dir afterwards."""
-    stack_module = load_stack_module()
     # Under /tmp and searchable by others: as root, PostgreSQL runs as the postgres user, which must
     # reach its data dir (pytest's own temp dirs are mode 700).
     folder = Path(tempfile.mkdtemp(prefix="aetrack-team-stack-"))
     folder.chmod(0o711)
     stack = None
     try:
-        stack = stack_module.start_stack(folder / "stack")
+        stack = stack_script.start_stack(folder / "stack")
         yield stack
     finally:
         if stack is not None:
-            stack_module.stop_stack(stack)
+            stack_script.stop_stack(stack)
         shutil.rmtree(folder, ignore_errors=True)
 
 
