@@ -16,25 +16,32 @@ def test_mirrored_trains_with_one_step_per_execution():
     assert for_strategy(TrainConfig()).steps_per_execution == 200
 
 
-def train_in_child(tmp_path, npz, strategy, experiment):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+ARGS = dict(epochs=2, train_samples=256, test_samples=32, code_size=16, batch_size=32, image_samples=4,
+            register=False, seed=3)
+
+
+def train_mirrored_in_child(tmp_path, npz):
+    """A mirrored run in a fresh process, whose CPU TensorFlow splits into two logical devices."""
+    uri = f"sqlite:///{tmp_path / 'mirrored.db'}"
     env = subprocess_env(uri)
     env["AETRACK_CPU_DEVICES"] = "2"  # a fresh process: TensorFlow splits the CPU before it starts
-    args = [sys.executable, "-m", "aetrack", "train", "basic", "--epochs", "2", "--train-samples", "256",
-            "--test-samples", "32", "--code-size", "16", "--batch-size", "32", "--image-samples", "4",
-            "--dataset", str(npz), "--register", "false", "--seed", "3", "--strategy", strategy,
-            "--experiment-name", experiment]
+    options = [item for name, value in ARGS.items() for item in (f"--{name.replace('_', '-')}", str(value).lower())]
+    args = [sys.executable, "-m", "aetrack", "train", "basic", *options, "--dataset", str(npz),
+            "--strategy", "mirrored", "--experiment-name", "mirrored"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=400, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("mirrored").experiment_id])
     return client, run
 
 
 @pytest.mark.slow
-def test_mirrored_on_two_logical_cpus_matches_default(tmp_path, tiny_npz):
-    client, default = train_in_child(tmp_path, tiny_npz, "default", "default")
-    client, mirrored = train_in_child(tmp_path, tiny_npz, "mirrored", "mirrored")
+def test_mirrored_on_two_logical_cpus_matches_default(tracking, tmp_path, tiny_npz):
+    from aetrack.train import train
+
+    default = train(TrainConfig(dataset=str(tiny_npz), experiment_name="default", **ARGS))
+    default = MlflowClient().get_run(default.run_id)
+    client, mirrored = train_mirrored_in_child(tmp_path, tiny_npz)
     tags = mirrored.data.tags
     assert tags["aetrack.strategy"] == "mirrored" and tags["aetrack.steps_per_execution_used"] == "1"
     assert mirrored.data.params["steps_per_execution"] == "1"
