@@ -181,6 +181,11 @@ class SweepConfig:
     grace_period: int = _param(30, "A running trial with no heartbeat for this many seconds is lost: another worker "
                                "fails it and runs it again (more than --heartbeat-interval).", int_range(2, 86_400))
 
+    def __post_init__(self):
+        if self.grace_period <= self.heartbeat_interval:
+            raise ConfigError("grace_period", self.grace_period, f"more than heartbeat_interval "
+                              f"({self.heartbeat_interval}), or trials still running would be taken for lost")
+
 
 def training_params(entry_point: str) -> list[dataclasses.Field]:
     """The fields an entry point exposes as CLI options and MLproject parameters, in order."""

@@ -387,3 +387,12 @@ def test_a_worker_killed_mid_trial_costs_one_trial_and_the_study_still_finishes(
         (version,) = client.search_model_versions(f"name='k-{part}'")
         assert version.run_id == best.info.run_id
     assert "aetrack: sweep 'k' finished" in out  # the survivor ended the study
+
+
+def test_a_grace_period_within_one_heartbeat_is_refused_before_anything_runs(tmp_path, tiny_npz, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    out = aetrack_in_process("sweep", "basic", "--dataset", tiny_npz, "--heartbeat-interval", "5", "--grace-period", "5",
+                             cwd=tmp_path)
+    assert error_line(out, 2, only_line=True) == ("aetrack: error: invalid grace_period 5: expected more than "
+                                                  "heartbeat_interval (5), or trials still running would be taken for lost")
+    assert list(tmp_path.iterdir()) == []

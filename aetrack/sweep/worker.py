@@ -36,9 +36,6 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
               dataset: Dataset | None = None) -> SweepResult:
     """Work on the study until it holds `sweep.trials` trials; finalise it if this worker ends it."""
     base = base.validated()
-    if sweep.grace_period <= sweep.heartbeat_interval:
-        raise SweepError(f"invalid --grace-period {sweep.grace_period}: expected more than --heartbeat-interval "
-                         f"({sweep.heartbeat_interval}), or live trials would be taken for lost")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tracking_uri = checked_tracking_uri()
     if searches_data(space):
