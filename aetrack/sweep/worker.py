@@ -92,11 +92,17 @@ def _work(study: optuna.Study, context: TrialContext, parent: ParentRun, result:
     finished: a trial still RUNNING may belong to a worker that is gone, and failing it once its
     grace period has passed (its retry then runs here) is what lets the study end."""
     sweep = context.sweep
+    waiting_for: list[int] = []
     while True:
         fail_stale(study)
         if started(study) >= sweep.trials:
             if all_finished(study, sweep.trials):
                 return
+            running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+            if running != waiting_for:
+                waiting_for = running
+                print(f"aetrack: waiting for trial(s) {', '.join(map(str, running))} of other workers (one whose "
+                      f"worker stops beating for {sweep.grace_period} s is run again here)", flush=True)
             time.sleep(sweep.heartbeat_interval)
             continue
         with warnings.catch_warnings():
