@@ -30,6 +30,8 @@ from aetrack.tracking.sweep_runs import ParentRun, adopt_outer_run, checked_trac
 
 # The median pruner compares a trial with the trials before it once this many have finished.
 PRUNER_STARTUP_TRIALS = 2
+# A worker waiting for others' trials looks this often: it stops soon after the last one ends.
+WAIT_POLL_S = 1.0
 
 
 def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, ...],
@@ -103,7 +105,7 @@ def _work(study: optuna.Study, context: TrialContext, parent: ParentRun, result:
                 waiting_for = running
                 print(f"aetrack: waiting for trial(s) {', '.join(map(str, running))} of other workers (one whose "
                       f"worker stops beating for {sweep.grace_period} s is run again here)", flush=True)
-            time.sleep(sweep.heartbeat_interval)
+            time.sleep(min(WAIT_POLL_S, sweep.heartbeat_interval))
             continue
         with warnings.catch_warnings():
             # Optuna warns that heartbeats go with study.optimize; this loop beats itself (Heartbeat).
