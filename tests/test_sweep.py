@@ -340,13 +340,15 @@ def trial_in_training(db):
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_costs_one_trial_and_the_study_still_finishes(tmp_path, tiny_npz):
+    """One of two workers is SIGKILLed mid-trial; the other fails that trial once its heartbeats are
+    5 s late (beats every 1 s: room for a loaded machine), runs it again and finishes the study."""
     import optuna
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = [sys.executable, "-m", "aetrack", "sweep", "basic", *sweep_args(tiny_npz), "--epochs", "2", "--trials", "3",
             "--search", "code_size=4:32:log", "--storage", storage, "--study-name", "k", "--model-prefix", "k",
-            "--no-pruning", "--heartbeat-interval", "1", "--grace-period", "3"]
+            "--no-pruning", "--heartbeat-interval", "1", "--grace-period", "5"]
     env = subprocess_env(uri)
     workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                 cwd=tmp_path, start_new_session=True) for _ in range(2)]
@@ -396,3 +398,31 @@ def test_a_grace_period_within_one_heartbeat_is_refused_before_anything_runs(tmp
     assert error_line(out, 2, only_line=True) == ("aetrack: error: invalid grace_period 5: expected more than "
                                                   "heartbeat_interval (5), or trials still running would be taken for lost")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_lost_trials_are_retried_twice_and_do_not_count():
+    import optuna
+    from optuna.trial import TrialState
+
+    from aetrack.sweep.claims import all_finished, counted, lost_count, started
+    from aetrack.sweep.heartbeat import retry
+
+    study = finished_study("minimize", [({"code_size": 8}, 0.2)])  # trial 0 complete
+    for attrs in ({"aetrack.failure": "training diverged"}, {}, {"aetrack.skipped": "full"}):  # 1 failed, 2 lost, 3
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs, params={"code_size": 4},
+                                                  distributions={"code_size": optuna.distributions.IntDistribution(4, 32)}))
+    assert (started(study), counted(study, 3), lost_count(study)) == (3, [0, 1, 3], 1)
+    assert all_finished(study, 3) and not all_finished(study, 4)
+
+    lost = study.trials[2]
+    assert retry(study, lost, "stopped beating") == 4
+    again = study.trials[4]
+    assert (again.state, again.params, again.user_attrs) == (TrialState.WAITING, {"code_size": 4}, {"aetrack.retry_of": 2})
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(again) == [2]
+    assert started(study) == 3  # a waiting retry is not under way yet
+    twice = optuna.trial.create_trial(state=TrialState.FAIL, params=again.params, distributions=again.distributions,
+                                      system_attrs=again.system_attrs)
+    study.add_trial(twice)
+    assert retry(study, study.trials[5], "stopped beating") == 6 and study.trials[6].system_attrs["retry_history"] == [2, 5]
+    assert retry(study, study.trials[6], "stopped beating") is None  # lost twice: a new trial takes its place
