@@ -24,8 +24,8 @@ from aetrack.errors import one_line
 from aetrack.names import OUTCOME_ATTRS, PARENT_ATTR, RETRY_OF_ATTR
 from aetrack.tracking.sweep_runs import fail_lost_trial_runs
 
-# A trial lost this many times is not retried again (its parameters may be what kills workers);
-# a fresh trial takes its place in the count instead.
+# A lost trial runs again at most this many times (its parameters may be what kills workers);
+# after that a new trial takes its place in the count.
 MAX_RETRIES = 2
 FAILED_TRIAL_KEY, RETRY_HISTORY_KEY = "failed_trial", "retry_history"  # Optuna's retry system attributes
 
@@ -83,7 +83,7 @@ class RetryLostTrial:
         retry(study, trial, "stopped beating")
 
 
-def retry(study: optuna.Study, trial: FrozenTrial, what: str) -> int | None:
+def retry(study: optuna.Study, trial: FrozenTrial, what: str, worker: str | None = None) -> int | None:
     """Enqueue a FAILED trial again with its parameters (unless retried MAX_RETRIES times already)
     and end its MLflow run FAILED with a tag saying so; the retry's number, or None."""
     history = [*retry_history(trial), trial.number]
@@ -94,18 +94,18 @@ def retry(study: optuna.Study, trial: FrozenTrial, what: str) -> int | None:
         study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
             user_attrs={**user_attrs, RETRY_OF_ATTR: trial.number}, system_attrs=system_attrs))
-        retried_as = max(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                         if retry_history(t) == history)
+        # Any state: another worker may have picked the retry up already.
+        retried_as = max(t.number for t in study.get_trials(deepcopy=False) if retry_history(t) == history)
     outcome = (f"retried as trial {retried_as}" if retried_as is not None
                else f"not retried (lost {len(history)} times); a new trial takes its place")
     parent_run_id, workers = study.user_attrs.get(PARENT_ATTR), []
     try:
         if parent_run_id:
             workers = fail_lost_trial_runs(parent_run_id, study.study_name, trial.number,
-                                           lambda worker: f"worker {worker} {what}; trial {trial.number} {outcome}")
+                                           lambda who: f"worker {who} {what}; trial {trial.number} {outcome}")
     except Exception as exc:  # noqa: BLE001 - the study goes on; only the lost run's record is incomplete
         print(f"aetrack: the MLflow run of lost trial {trial.number} not ended: {one_line(exc)[:300]}",
               file=sys.stderr, flush=True)
-    print(f"aetrack: trial {trial.number} lost (worker {', '.join(workers) or 'unknown'} {what}); {outcome}",
+    print(f"aetrack: trial {trial.number} lost (worker {', '.join(workers) or worker or 'unknown'} {what}); {outcome}",
           file=sys.stderr, flush=True)
     return retried_as

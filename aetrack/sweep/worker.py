@@ -122,7 +122,7 @@ def _work(study: optuna.Study, context: TrialContext, parent: ParentRun, result:
                 # Never left RUNNING in the storage; lost like a worker that stopped beating, so it runs again.
                 study.tell(trial, state=TrialState.FAIL)
                 retry(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number),
-                      f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")
+                      f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}", context.worker)
                 raise
         try:
             study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
