@@ -426,3 +426,40 @@ def test_lost_trials_are_retried_twice_and_do_not_count():
     study.add_trial(twice)
     assert retry(study, study.trials[5], "stopped beating") == 6 and study.trials[6].system_attrs["retry_history"] == [2, 5]
     assert retry(study, study.trials[6], "stopped beating") is None  # lost twice: a new trial takes its place
+
+
+@pytest.mark.slow
+def test_an_interrupted_worker_gives_its_trial_back_and_a_new_worker_finishes_the_study(tracking, tiny_config,
+                                                                                        monkeypatch):
+    import optuna
+
+    import aetrack.sweep.worker
+    from aetrack.config import SweepConfig
+    from aetrack.errors import Interrupted
+    from aetrack.search_space import parse_search
+    from aetrack.sweep import run_sweep
+
+    def interrupted(trial, context):
+        for param in context.space:
+            param.suggest(trial)
+        raise Interrupted(15)  # as SIGTERM during training
+
+    base = tiny_config(epochs=1, image_every=0)
+    settings = SweepConfig(trials=1, search="code_size=4:32:log", study_name="int", pruning=False)
+    space = parse_search([settings.search], "basic")
+    with monkeypatch.context() as patch:
+        patch.setattr(aetrack.sweep.worker, "run_trial", interrupted)
+        with pytest.raises(Interrupted):
+            run_sweep(base, settings, space)
+    client = MlflowClient()
+    (parent,) = parents(client)
+    assert parent.info.status == "KILLED"
+    result = run_sweep(base, settings, space)  # one more worker on the same study
+
+    study = optuna.load_study(study_name="int", storage=result.storage)
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert study.trials[1].params == study.trials[0].params and study.trials[1].user_attrs["aetrack.retry_of"] == 0
+    assert result.finalized and result.states == {1: "COMPLETE"}
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["aetrack.sweep.best_trial"] == "1"
+    assert (parent.data.metrics["trials_complete"], parent.data.metrics["trials_lost"]) == (1, 1)

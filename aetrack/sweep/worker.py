@@ -121,8 +121,11 @@ def _work(study: optuna.Study, context: TrialContext, parent: ParentRun, result:
             except KeyboardInterrupt as exc:
                 # Never left RUNNING in the storage; lost like a worker that stopped beating, so it runs again.
                 study.tell(trial, state=TrialState.FAIL)
-                retry(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number),
-                      f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}", context.worker)
+                try:
+                    retry(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number),
+                          f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}", context.worker)
+                except Exception as error:  # noqa: BLE001 - stopping anyway; the interrupt is what to report
+                    print(f"aetrack: trial {trial.number} not enqueued again: {error}", file=sys.stderr, flush=True)
                 raise
         try:
             study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
