@@ -176,6 +176,15 @@ class SweepConfig:
     storage: str = _param("", "Optuna storage URL (shared by workers); empty: optuna.db beside the MLflow store.")
     study_name: str = _param("", "Optuna study (workers with the same name share it); empty: a new study.",
                              empty_or_name("a new study"))
+    heartbeat_interval: int = _param(10, "Seconds between a running trial's heartbeats in the Optuna storage.",
+                                     int_range(1, 3600))
+    grace_period: int = _param(30, "A running trial with no heartbeat for this many seconds is lost: another worker "
+                               "fails it and runs it again (more than --heartbeat-interval).", int_range(2, 86_400))
+
+    def __post_init__(self):
+        if self.grace_period <= self.heartbeat_interval:
+            raise ConfigError("grace_period", self.grace_period, f"more than heartbeat_interval "
+                              f"({self.heartbeat_interval}), or trials still running would be taken for lost")
 
 
 def training_params(entry_point: str) -> list[dataclasses.Field]:

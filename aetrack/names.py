@@ -47,6 +47,7 @@ SWEEP_BEST_TRIAL_TAG = "aetrack.sweep.best_trial"
 SWEEP_NO_FIGURE_PREFIX = "aetrack.sweep.no_"  # + figure name: why that figure could not be drawn
 PRUNED_TAG = "aetrack.pruned"
 PRUNED_EPOCH_TAG = "aetrack.pruned_at_epoch"
+SWEEP_RETRY_OF_TAG = "aetrack.sweep.retry_of"  # on a retried trial's run: the lost trial it runs again
 
 # Sweeps: Optuna study and trial user attributes.
 PARENT_ATTR = "aetrack.parent_run_id"
@@ -56,6 +57,10 @@ TRIALS_ATTR = "aetrack.trials"
 RUN_ID_ATTR = "aetrack.run_id"
 SKIPPED_ATTR = "aetrack.skipped"
 TRIAL_FAILURE_ATTR = "aetrack.failure"
+RETRY_OF_ATTR = "aetrack.retry_of"  # on a retried trial: the number of the lost trial it runs again
+# Set when a trial ends; a retry does not inherit them. A FAIL trial with neither of the first two
+# was lost (its worker stopped beating or was interrupted) and does not count towards `trials`.
+OUTCOME_ATTRS = (TRIAL_FAILURE_ATTR, SKIPPED_ATTR, RUN_ID_ATTR)
 
 # --- registered models ---------------------------------------------------------------------------
 PARTS = ("autoencoder", "encoder", "decoder")

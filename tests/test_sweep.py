@@ -8,7 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers.errors import error_line
-from tests.helpers.processes import REPO, aetrack_in_process, run_aetrack, run_concurrently, subprocess_env
+from tests.helpers.processes import (REPO, aetrack_in_process, run_aetrack, run_concurrently, stop_group, subprocess_env,
+                                     wait_for)
 
 
 def children_of(client, parent_run_id):
@@ -286,3 +287,179 @@ def test_vae_sweep_on_test_elbo_registers_versions_tagged_with_final_metrics_onl
         assert version.tags["test_elbo"] == repr(float(best.data.metrics["test_elbo"]))
         assert {"test_bce", "test_mse", "test_psnr", "test_ssim"} <= set(version.tags)
         assert not set(epoch_metric_names("vae")) & set(version.tags), version.tags
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_finishes(tracking, tiny_config):
+    import optuna
+
+    from aetrack.config import SweepConfig
+    from aetrack.search_space import parse_search
+    from aetrack.sweep import default_storage, run_sweep
+
+    # A VAE at learning rate 10 reaches a NaN loss in its first epoch; the other trial trains normally.
+    study = optuna.create_study(study_name="nan", storage=default_storage(tracking))
+    for learning_rate in (10.0, 0.003):
+        study.enqueue_trial({"learning_rate": learning_rate})
+    base = tiny_config(epochs=1, architecture="vae", image_every=0)
+    settings = SweepConfig(trials=2, search="learning_rate=0.001:10:log", study_name="nan", metric="test_elbo",
+                           pruning=False)
+    result = run_sweep(base, settings, parse_search([settings.search], "basic"))
+
+    assert result.states == {0: "FAIL", 1: "COMPLETE"} and result.finalized
+    study = optuna.load_study(study_name="nan", storage=result.storage)
+    reason = "training diverged: loss became nan in epoch 1; lower learning_rate or check init_model and the dataset"
+    assert study.trials[0].user_attrs["aetrack.failure"] == reason
+    client = MlflowClient()
+    (parent,) = parents(client)
+    assert parent.info.status == "FINISHED" and parent.data.tags["aetrack.sweep.best_trial"] == "1"
+    assert (parent.data.metrics["trials_fail"], parent.data.metrics["trials_complete"],
+            parent.data.metrics["trials_lost"]) == (1, 1, 0)
+    runs = {c.data.tags["aetrack.sweep.trial"]: c for c in children_of(client, parent.info.run_id)}
+    assert runs["0"].info.status == "FAILED" and runs["0"].data.tags["aetrack.failure"] == f"TrainingDiverged: {reason}"
+    assert runs["1"].info.status == "FINISHED"
+
+
+def trial_in_training(db):
+    """(worker, trial number) of a trial run that has logged an epoch and is still RUNNING, read
+    read-only from the SQLite store the workers write (None until there is one)."""
+    import sqlite3
+    from contextlib import closing
+
+    if not db.exists():
+        return None
+    query = ("SELECT w.value, n.value FROM runs r JOIN tags w ON w.run_uuid = r.run_uuid AND w.key = 'aetrack.sweep.worker'"
+             " JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = 'aetrack.sweep.trial' WHERE r.status = 'RUNNING' AND"
+             " EXISTS (SELECT 1 FROM metrics m WHERE m.run_uuid = r.run_uuid AND m.key = 'loss')")
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
+            return conn.execute(query).fetchone()
+    except sqlite3.OperationalError:  # no tables yet, or locked for a moment
+        return None
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_costs_one_trial_and_the_study_still_finishes(tmp_path, tiny_npz):
+    """One of two workers is SIGKILLed mid-trial; the other fails that trial once its heartbeats are
+    5 s late (beats every 1 s: room for a loaded machine), runs it again and finishes the study."""
+    import optuna
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [sys.executable, "-m", "aetrack", "sweep", "basic", *sweep_args(tiny_npz), "--epochs", "2", "--trials", "3",
+            "--search", "code_size=4:32:log", "--storage", storage, "--study-name", "k", "--model-prefix", "k",
+            "--no-pruning", "--heartbeat-interval", "1", "--grace-period", "5"]
+    env = subprocess_env(uri)
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=tmp_path, start_new_session=True) for _ in range(2)]
+    try:
+        worker, number = wait_for(lambda: trial_in_training(tmp_path / "mlflow.db"), 240, "a trial's first epoch",
+                                  poll=0.2)
+        (victim,) = [w for w in workers if str(w.pid) == worker.split(":")[1]]
+        victim.kill()  # SIGKILL: no handler runs, the trial stays RUNNING and its heartbeats stop
+        victim.wait(timeout=30)
+        (survivor,) = [w for w in workers if w is not victim]
+        out, _ = survivor.communicate(timeout=300)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                stop_group(w, grace=5)
+    assert survivor.returncode == 0, out[-3000:]
+    lost = int(number)
+    study = optuna.load_study(study_name="k", storage=storage)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[lost] == "FAIL" and list(states.values()).count("COMPLETE") == 3, states
+    (retried,) = [t for t in study.trials if t.system_attrs.get("retry_history") == [lost]]
+    assert retried.state.name == "COMPLETE" and retried.params == study.trials[lost].params
+    assert retried.user_attrs["aetrack.retry_of"] == lost
+    client = MlflowClient(uri)
+    (parent,) = parents(client)
+    assert parent.info.status == "FINISHED"
+    assert (parent.data.metrics["trials_complete"], parent.data.metrics["trials_fail"],
+            parent.data.metrics["trials_lost"]) == (3, 0, 1)
+    runs = {int(c.data.tags["aetrack.sweep.trial"]): c for c in children_of(client, parent.info.run_id)}
+    assert runs[lost].info.status == "FAILED"
+    assert runs[lost].data.tags["aetrack.failure"] == \
+        f"worker {worker} stopped beating; trial {lost} retried as trial {retried.number}"
+    assert runs[retried.number].data.tags["aetrack.sweep.retry_of"] == str(lost)
+    assert sorted(n for n, r in runs.items() if r.info.status == "FINISHED") == sorted(
+        t.number for t in study.trials if t.state.name == "COMPLETE")
+    best = check_parent_best(client, parent, runs.values())
+    for part in ("autoencoder", "encoder", "decoder"):
+        (version,) = client.search_model_versions(f"name='k-{part}'")
+        assert version.run_id == best.info.run_id
+    assert "aetrack: sweep 'k' finished" in out  # the survivor ended the study
+
+
+def test_a_grace_period_within_one_heartbeat_is_refused_before_anything_runs(tmp_path, tiny_npz, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    out = aetrack_in_process("sweep", "basic", "--dataset", tiny_npz, "--heartbeat-interval", "5", "--grace-period", "5",
+                             cwd=tmp_path)
+    assert error_line(out, 2, only_line=True) == ("aetrack: error: invalid grace_period 5: expected more than "
+                                                  "heartbeat_interval (5), or trials still running would be taken for lost")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_lost_trials_are_retried_twice_and_do_not_count():
+    import optuna
+    from optuna.trial import TrialState
+
+    from aetrack.sweep.claims import all_finished, counted, lost_count, started
+    from aetrack.sweep.heartbeat import retry
+
+    study = finished_study("minimize", [({"code_size": 8}, 0.2)])  # trial 0 complete
+    for attrs in ({"aetrack.failure": "training diverged"}, {}, {"aetrack.skipped": "full"}):  # 1 failed, 2 lost, 3
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs, params={"code_size": 4},
+                                                  distributions={"code_size": optuna.distributions.IntDistribution(4, 32)}))
+    assert (started(study), counted(study, 3), lost_count(study)) == (3, [0, 1, 3], 1)
+    assert all_finished(study, 3) and not all_finished(study, 4)
+
+    lost = study.trials[2]
+    assert retry(study, lost, "stopped beating") == 4
+    again = study.trials[4]
+    assert (again.state, again.params, again.user_attrs) == (TrialState.WAITING, {"code_size": 4}, {"aetrack.retry_of": 2})
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(again) == [2]
+    assert started(study) == 3  # a waiting retry is not under way yet
+    twice = optuna.trial.create_trial(state=TrialState.FAIL, params=again.params, distributions=again.distributions,
+                                      system_attrs=again.system_attrs)
+    study.add_trial(twice)
+    assert retry(study, study.trials[5], "stopped beating") == 6 and study.trials[6].system_attrs["retry_history"] == [2, 5]
+    assert retry(study, study.trials[6], "stopped beating") is None  # lost twice: a new trial takes its place
+
+
+@pytest.mark.slow
+def test_an_interrupted_worker_gives_its_trial_back_and_a_new_worker_finishes_the_study(tracking, tiny_config,
+                                                                                        monkeypatch):
+    import optuna
+
+    import aetrack.sweep.worker
+    from aetrack.config import SweepConfig
+    from aetrack.errors import Interrupted
+    from aetrack.search_space import parse_search
+    from aetrack.sweep import run_sweep
+
+    def interrupted(trial, context):
+        for param in context.space:
+            param.suggest(trial)
+        raise Interrupted(15)  # as SIGTERM during training
+
+    base = tiny_config(epochs=1, image_every=0)
+    settings = SweepConfig(trials=1, search="code_size=4:32:log", study_name="int", pruning=False)
+    space = parse_search([settings.search], "basic")
+    with monkeypatch.context() as patch:
+        patch.setattr(aetrack.sweep.worker, "run_trial", interrupted)
+        with pytest.raises(Interrupted):
+            run_sweep(base, settings, space)
+    client = MlflowClient()
+    (parent,) = parents(client)
+    assert parent.info.status == "KILLED"
+    result = run_sweep(base, settings, space)  # one more worker on the same study
+
+    study = optuna.load_study(study_name="int", storage=result.storage)
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert study.trials[1].params == study.trials[0].params and study.trials[1].user_attrs["aetrack.retry_of"] == 0
+    assert result.finalized and result.states == {1: "COMPLETE"}
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["aetrack.sweep.best_trial"] == "1"
+    assert (parent.data.metrics["trials_complete"], parent.data.metrics["trials_lost"]) == (1, 1)

@@ -7,16 +7,21 @@ work on one study:
   made) and stores its id as a study user attribute; the others wait for that attribute and nest
   their trials under it;
 - the count: together the workers run `trials` trials; a worker that loses a race for the last
-  ones gives its extra trial back (told FAIL, attribute `aetrack.skipped`) and stops;
+  ones gives its extra trial back (told FAIL, attribute `aetrack.skipped`);
 - the end: whichever worker sees all `trials` trials finished claims the study's finalisation by
   creating the marker study `<study>.finalized` (again a unique row: one worker wins), then logs
   the best trial to the parent, draws the figures, registers the best trial's models once and
-  ends the parent run.
+  ends the parent run;
+- a lost worker: each trial beats in the storage (Optuna's RDB heartbeats); a trial with no beat
+  for `grace_period` s is failed by a live worker, which runs it again (same parameters) and ends
+  its MLflow run FAILED. Lost trials do not count towards `trials`; workers wait for running
+  trials before the end, so the study still ends with `trials` trials, finalised once.
 Trials run in the worker's own process with `train()`; Keras state is cleared between them.
 
-storage.py opens the study, claims.py holds the marker studies and which trials count, parent.py
-shares the parent run through the study, trial.py runs one trial, worker.py is the loop,
-finalise.py and plots.py the end. All MLflow I/O is in aetrack.tracking.sweep_runs.
+storage.py opens the study, claims.py holds the marker studies and which trials count,
+heartbeat.py the beats and the retries of lost trials, parent.py shares the parent run through
+the study, trial.py runs one trial, worker.py is the loop, finalise.py and plots.py the end. All
+MLflow I/O is in aetrack.tracking.sweep_runs.
 """
 
 from aetrack.sweep.result import SweepError, SweepResult

@@ -12,7 +12,7 @@ from aetrack.config import SweepConfig, TrainConfig
 from aetrack.errors import one_line
 from aetrack.names import RUN_ID_ATTR
 from aetrack.search_space import trial_overrides
-from aetrack.sweep.claims import FINISHED_STATES, counted_finished
+from aetrack.sweep.claims import FINISHED_STATES, counted_finished, lost_count
 from aetrack.sweep.plots import optimization_history_figure, param_importances_figure
 from aetrack.sweep.result import SweepResult
 from aetrack.tracking.sweep_runs import ParentRun, register_trial_models
@@ -23,7 +23,9 @@ def finalise(parent: ParentRun, study: optuna.Study, base: TrainConfig, sweep: S
     """Log the study's outcome to the parent run and end it: FINISHED when a trial completed."""
     result.finalized = True
     finished = counted_finished(study, sweep.trials)
-    parent.log_trial_counts({s.name.lower(): sum(t.state == s for t in finished) for s in FINISHED_STATES})
+    # Lost trials (their worker stopped) are not among the `trials`: their retries are.
+    parent.log_trial_counts({**{s.name.lower(): sum(t.state == s for t in finished) for s in FINISHED_STATES},
+                             "lost": lost_count(study)})
     complete = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
     if complete:
         best = study.best_trial

@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 from aetrack.config import SweepConfig, TrainConfig
 from aetrack.data import Dataset
 from aetrack.errors import AetrackError, one_line
-from aetrack.names import RUN_ID_ATTR, SWEEP_STUDY_TAG, SWEEP_TAG, SWEEP_TRIAL_TAG, SWEEP_WORKER_TAG, TRIAL_FAILURE_ATTR
+from aetrack.names import (RETRY_OF_ATTR, RUN_ID_ATTR, SWEEP_RETRY_OF_TAG, SWEEP_STUDY_TAG, SWEEP_TAG, SWEEP_TRIAL_TAG,
+                           SWEEP_WORKER_TAG, TRIAL_FAILURE_ATTR)
 from aetrack.search_space import SearchParam, trial_overrides
 from aetrack.tracking.sweep_runs import tag_pruned
 from aetrack.train import train
@@ -72,6 +73,8 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> TrialOutcome:
     pruning = TrialPruning(trial, context.maximize) if sweep.pruning else None
     tags = {SWEEP_TAG: "trial", SWEEP_STUDY_TAG: context.study_name, SWEEP_TRIAL_TAG: str(trial.number),
             SWEEP_WORKER_TAG: context.worker}
+    if RETRY_OF_ATTR in trial.user_attrs:
+        tags[SWEEP_RETRY_OF_TAG] = str(trial.user_attrs[RETRY_OF_ATTR])
     try:
         config = dataclasses.replace(context.base, **overrides, register=False).validated()
         result = train(config, context.dataset, parent_run_id=context.parent_run_id, tags=tags,

@@ -1,11 +1,14 @@
 """`run_sweep`: one worker's loop over the shared study, from claiming or joining the parent run to
-finalising the study when this worker sees its last trial finish."""
+finalising the study when this worker sees its last trial finish (after failing and rerunning any
+trial whose worker stopped beating)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
+import warnings
 import zlib
 
 import optuna
@@ -18,6 +21,7 @@ from aetrack.names import FAILURE_TAG, SKIPPED_ATTR, higher_is_better
 from aetrack.search_space import SearchParam, searches_data
 from aetrack.sweep.claims import all_finished, claim_finalisation, claim_parent, counted, counted_finished, started
 from aetrack.sweep.finalise import finalise
+from aetrack.sweep.heartbeat import Heartbeat, fail_stale, heartbeat_storage, retry
 from aetrack.sweep.parent import join_parent, parent_params, parent_tags, publish_parent
 from aetrack.sweep.result import SweepError, SweepResult
 from aetrack.sweep.storage import create_study, default_storage, redacted
@@ -26,6 +30,8 @@ from aetrack.tracking.sweep_runs import ParentRun, adopt_outer_run, checked_trac
 
 # The median pruner compares a trial with the trials before it once this many have finished.
 PRUNER_STARTUP_TRIALS = 2
+# A worker waiting for others' trials looks this often: it stops soon after the last one ends.
+WAIT_POLL_S = 1.0
 
 
 def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, ...],
@@ -49,7 +55,8 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
     # (by a user enqueueing trials, or by another worker a moment ago).
     created = claim_parent(storage, study_name)
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    study = optuna.load_study(study_name=study_name, storage=storage,
+    study = optuna.load_study(study_name=study_name,
+                              storage=heartbeat_storage(storage, sweep.heartbeat_interval, sweep.grace_period),
                               sampler=_sampler(sweep, base.seed if created else base.seed + zlib.crc32(worker.encode())),
                               pruner=_pruner(sweep))
     if study.direction.name.lower() != direction:
@@ -68,33 +75,69 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
     result = SweepResult(study_name, storage, parent.run_id)
     context = TrialContext(base, sweep, space, dataset, parent.run_id, study_name, direction == "maximize", worker)
     try:
-        while started(study) < sweep.trials:
-            trial = study.ask()
-            try:
-                if trial.number not in counted(study, sweep.trials):  # another worker took the last one
-                    trial.set_user_attr(SKIPPED_ATTR, f"the study already has {sweep.trials} trials")
-                    study.tell(trial, state=TrialState.FAIL)
-                    break
-                outcome = run_trial(trial, context)
-            except BaseException:
-                study.tell(trial, state=TrialState.FAIL)  # never leave a trial RUNNING in the storage
-                raise
-            study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
-            if outcome.run_id:
-                result.trial_run_ids[trial.number] = outcome.run_id
-            result.states[trial.number] = outcome.state.name
-            _log_progress(parent, study, sweep)
+        _work(study, context, parent, result)
     except KeyboardInterrupt as exc:
         # The last worker standing does not leave the parent RUNNING; others may still finish the study.
         if not any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
             parent.end_killed(f"sweep interrupted by {getattr(exc, 'signal_name', 'SIGINT')}")
         raise
-    if all_finished(study, sweep.trials) and claim_finalisation(storage, study_name):
+    if claim_finalisation(storage, study_name):
         finalise(parent, study, base, sweep, result)
         if result.best_run_id is None:
             raise RunError(f"no trial of study {study_name!r} completed: see the {FAILURE_TAG} tags of its "
                            f"trial runs under parent run {parent.run_id}")
     return result
+
+
+def _work(study: optuna.Study, context: TrialContext, parent: ParentRun, result: SweepResult) -> None:
+    """Run trials until the study holds `trials` counted ones, then wait until they have all
+    finished: a trial still RUNNING may belong to a worker that is gone, and failing it once its
+    grace period has passed (its retry then runs here) is what lets the study end."""
+    sweep = context.sweep
+    waiting_for: list[int] = []
+    while True:
+        fail_stale(study)
+        if started(study) >= sweep.trials:
+            if all_finished(study, sweep.trials):
+                return
+            running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+            if running != waiting_for:
+                waiting_for = running
+                print(f"aetrack: waiting for trial(s) {', '.join(map(str, running))} of other workers (one whose "
+                      f"worker stops beating for {sweep.grace_period} s is run again here)", flush=True)
+            time.sleep(min(WAIT_POLL_S, sweep.heartbeat_interval))
+            continue
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats go with study.optimize; this loop beats itself (Heartbeat).
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            trial = study.ask()
+        with Heartbeat(study._storage, trial, sweep.heartbeat_interval):
+            try:
+                if trial.number not in counted(study, sweep.trials):  # another worker took the last one
+                    trial.set_user_attr(SKIPPED_ATTR, f"the study already has {sweep.trials} trials")
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                outcome = run_trial(trial, context)
+            except KeyboardInterrupt as exc:
+                # Never left RUNNING in the storage; lost like a worker that stopped beating, so it runs again.
+                study.tell(trial, state=TrialState.FAIL)
+                try:
+                    retry(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number),
+                          f"interrupted by {getattr(exc, 'signal_name', 'SIGINT')}", context.worker)
+                except Exception as error:  # noqa: BLE001 - stopping anyway; the interrupt is what to report
+                    print(f"aetrack: trial {trial.number} not enqueued again: {error}", file=sys.stderr, flush=True)
+                raise
+        try:
+            study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker took it for lost (no heartbeat within the grace period) and retries it.
+            print(f"aetrack: trial {trial.number} was failed as lost by another worker (heartbeats late: raise "
+                  "--grace-period); its retry counts instead", file=sys.stderr, flush=True)
+            continue
+        if outcome.run_id:
+            result.trial_run_ids[trial.number] = outcome.run_id
+        result.states[trial.number] = outcome.state.name
+        _log_progress(parent, study, sweep)
 
 
 def _sampler(sweep: SweepConfig, seed: int) -> optuna.samplers.BaseSampler:

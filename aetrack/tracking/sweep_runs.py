@@ -1,5 +1,5 @@
-"""A sweep's MLflow I/O: its parent run, the tags on pruned trial runs, and registering the best
-trial's models. The sweep package (aetrack/sweep/) orchestrates Optuna and writes to MLflow only
+"""A sweep's MLflow I/O: its parent run, the tags on pruned trial runs, ending lost trials' runs, and
+registering the best trial's models. The sweep package (aetrack/sweep/) orchestrates Optuna and writes to MLflow only
 through this module.
 """
 
@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from aetrack.config import TrainConfig
 from aetrack.errors import RunError
 from aetrack.names import (DATASET_SHA256_TAG, FAILURE_TAG, PARTS, PRUNED_EPOCH_TAG, PRUNED_TAG, SWEEP_BEST_RUN_TAG,
-                           SWEEP_BEST_TRIAL_TAG, SWEEP_NO_FIGURE_PREFIX, SWEEP_STUDY_VERSION_TAG, epoch_metric_names)
+                           SWEEP_BEST_TRIAL_TAG, SWEEP_NO_FIGURE_PREFIX, SWEEP_STUDY_TAG, SWEEP_STUDY_VERSION_TAG,
+                           SWEEP_TRIAL_TAG, SWEEP_WORKER_TAG, epoch_metric_names)
 from aetrack.tracking.plots import FIGURE_DIR
 from aetrack.tracking.registry import register_models, version_tags
 from aetrack.tracking.run import check_tracking_store, describe_run
@@ -61,7 +62,7 @@ class ParentRun:
         self._client.log_metric(self.run_id, f"best_{metric}", value, step=step)
 
     def log_trial_counts(self, counts: dict[str, int]) -> None:
-        """`trials_<state>` per finished state (complete, pruned, fail)."""
+        """`trials_<state>` per finished state (complete, pruned, fail) and `trials_lost`."""
         for state, count in counts.items():
             self._client.log_metric(self.run_id, f"trials_{state}", count)
 
@@ -121,3 +122,20 @@ class _LoggedModel:
 
     model_uri: str
     model_id: str
+
+
+def fail_lost_trial_runs(parent_run_id: str, study_name: str, number: int, reason) -> list[str]:
+    """End FAILED the still-RUNNING runs of trial `number` under the parent (a worker that stopped
+    beating left them so), tagged with `reason(worker)`; the workers (host:pid) they name."""
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and "
+                              f"tags.`{SWEEP_STUDY_TAG}` = '{study_name}' and tags.`{SWEEP_TRIAL_TAG}` = '{number}' "
+                              "and attributes.status = 'RUNNING'")
+    workers = []
+    for run in runs:
+        worker = run.data.tags.get(SWEEP_WORKER_TAG, "unknown")
+        client.set_tag(run.info.run_id, FAILURE_TAG, reason(worker)[:5000])
+        client.set_terminated(run.info.run_id, "FAILED")
+        workers.append(worker)
+    return workers
