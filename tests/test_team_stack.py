@@ -368,6 +368,7 @@ def test_stack_script_stops_every_process_on_sigterm(tmp_path_factory):
         assert f"export MLFLOW_TRACKING_URI={uri}" in out and "stack stopped" in out
         assert [pid for pid in children if pid_alive(pid)] == []
         assert not uri_file.exists()  # the URI file marks a running stack
+        assert not (folder / "s" / "optuna_storage").exists()  # and so does the Optuna URL, with its password
     finally:
         if script.poll() is None:
             import os
@@ -461,7 +462,7 @@ def test_two_sweep_workers_share_one_study_on_the_stacks_postgres(team_stack, st
     (parent,) = client.search_runs([experiment.experiment_id],
                                    f"tags.`aetrack.sweep` = 'parent' AND tags.`aetrack.sweep.study` = '{study_name}'")
     assert parent.info.run_id in printed and parent.info.status == "FINISHED"
-    assert parent.data.params["storage"] == load_stack_module().redacted_url(team_stack.optuna_storage)
+    assert parent.data.params["storage"] == stack_script.redacted_url(team_stack.optuna_storage)
     assert parent.data.metrics["trials_complete"] == SWEEP_TRIALS and parent.data.metrics["trials_fail"] == 0
     children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(int(c.data.tags["aetrack.sweep.trial"]) for c in children) == list(range(SWEEP_TRIALS))
@@ -504,10 +505,9 @@ def test_two_sweep_workers_share_one_study_on_the_stacks_postgres(team_stack, st
 
 def test_docker_compose_creates_the_optuna_database_the_stack_creates():
     """deploy/docker-compose.yml makes the same Optuna database beside MLflow's as deploy/stack.py."""
-    stack_module = load_stack_module()
     services = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())["services"]
     command = " ".join(services["optuna-db"]["command"])
-    assert f"createdb {stack_module.OPTUNA_DB_NAME}" in command
-    assert f"datname = '{stack_module.OPTUNA_DB_NAME}'" in command
+    assert f"createdb {stack_script.OPTUNA_DB_NAME}" in command
+    assert f"datname = '{stack_script.OPTUNA_DB_NAME}'" in command
     assert services["optuna-db"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert services["postgres"]["environment"]["POSTGRES_USER"] == stack_module.DB_USER
+    assert services["postgres"]["environment"]["POSTGRES_USER"] == stack_script.DB_USER
