@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.data import shared_mnist, write_npz
-from tests.helpers.stores import mlflow_pointed_at, session_store
+from tests.helpers.stores import mlflow_pointed_at, new_store, session_store
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -126,7 +126,7 @@ def tracking(tmp_path, monkeypatch) -> str:
     """A fresh SQLite tracking store (and registry) in a temp dir, which is also the cwd."""
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     # mlflow.set_registry_uri() also exports MLFLOW_REGISTRY_URI (and never unsets it): scope it here
     # so child processes of later tests do not register into this test's store.
