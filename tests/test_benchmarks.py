@@ -151,3 +151,16 @@ def test_serving_tiny(tiny_npz):
     for figures in result.values():
         assert set(figures) == {"p50_ms_1", "p90_ms_1", "p50_ms_256", "p90_ms_256"}
         assert 0 < figures["p50_ms_1"] <= figures["p90_ms_1"] and 0 < figures["p50_ms_256"] <= figures["p90_ms_256"]
+
+
+def test_load_tiny(tiny_npz):
+    import json
+
+    out = run_script("load.py", "--data", tiny_npz, "--seconds", 0.3, "--clients", 2, "--batches", 16,
+                     "--train-samples", 128, "--test-samples", 16, timeout=600)
+    phases = json.loads(re.search(r"^RESULT (.*)$", out, re.MULTILINE).group(1))
+    assert {p["server"] for p in phases} == {"aetrack serve (JSON)", "aetrack serve (.npy)",
+                                             "mlflow models serve (JSON)", "aetrack serve, before orjson (JSON)"}
+    for phase in phases:
+        assert phase["errors"] == 0 and phase["requests"] > 0, phase
+        assert 0 < phase["p50_ms"] <= phase["p99_ms"] and phase["batch"] == 16, phase
