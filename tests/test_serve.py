@@ -172,7 +172,8 @@ def _fake_worker(fate: str, folder):
 
 
 @pytest.mark.parametrize("fate, code, why", [
-    ("no model", 2, r"exited with status 2: invalid --model 'models:/none/1': no such model; expected a registered model"),
+    ("no model", 2,
+     r"exited with status 2: invalid --model 'models:/none/1': no such model; expected a registered model"),
     ("killed", 1, r"was killed by SIGKILL"),
 ])
 def test_a_worker_that_dies_stops_the_others_and_fails_in_one_line(fate, code, why, tmp_path):
