@@ -316,11 +316,13 @@ def test_a_failing_model_is_a_500_and_one_log_line():
 @pytest.mark.parametrize("option, value, allowed", [
     ("--max-body-mb", "0", "0<x<=4096"),
     ("--timeout", "-1", "0<x<=3600"),
+    ("--workers", "65", "1<=x<=64"),
 ])
 def test_serve_limits_are_checked_before_anything_loads(option, value, allowed):
     from tests.helpers.processes import aetrack_in_process
 
     result = aetrack_in_process("serve", "-m", "unused.keras", option, value)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (f"aetrack: error: invalid {option}: {float(value)} is not in "
+    shown = value if option == "--workers" else float(value)  # click shows an IntRange's value as given
+    assert result.stderr.strip().splitlines()[-1] == (f"aetrack: error: invalid {option}: {shown} is not in "
                                                        f"the range {allowed}.")

@@ -139,7 +139,11 @@ def sample(model_uri: str, count: int, output: str, seed: int) -> None:
                    "idle connections close after it too.")
 @click.option("--no-access-log", is_flag=True,
               help="Do not write a line per request (method, path, status, rows, milliseconds) on stderr.")
-def serve(model_uri: str, host: str, port: int, max_body_mb: float, timeout: float, no_access_log: bool) -> None:
+@click.option("--workers", "-w", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes sharing the port, each with its own copy of the model; more than the machine's "
+                   "cores rarely helps.")
+def serve(model_uri: str, host: str, port: int, max_body_mb: float, timeout: float, no_access_log: bool,
+          workers: int) -> None:
     """Answer POST /invocations with the model's outputs until Ctrl-C or SIGTERM.
 
     A request is MLflow's JSON ({"inputs": [[...], ...]}, "instances", "dataframe_split" or
@@ -153,7 +157,7 @@ def serve(model_uri: str, host: str, port: int, max_body_mb: float, timeout: flo
         raise click.BadParameter("missing; expected a model URI (see --help)", param_hint="--model")
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), timeout=timeout)
     serve_model(model_uri, host, port, announce=lambda line: click.echo(line), limits=limits,
-                access_log=not no_access_log)
+                access_log=not no_access_log, workers=workers)
 
 
 MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score, sample, serve)

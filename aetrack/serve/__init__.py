@@ -18,14 +18,16 @@ answered with its HTTP status and MLflow's error document.
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Callable
 
 from aetrack.errors import Interrupted
 from aetrack.serve.protocol import JSON_TYPE, NPY_TYPE, Answer, ServedModel, answer, check_batch, parse_json_body
 from aetrack.serve.server import Limits, ScoringServer, make_server, to_stderr
+from aetrack.serve.workers import WorkerError, run_workers
 
 __all__ = ["JSON_TYPE", "NPY_TYPE", "Answer", "Limits", "ScoringServer", "ServedModel", "answer", "check_batch",
-           "load_served_model", "make_server", "parse_json_body", "serve"]
+           "load_served_model", "make_server", "parse_json_body", "run_workers", "serve", "WorkerError"]
 
 
 def load_served_model(uri: str) -> ServedModel:
@@ -40,24 +42,63 @@ def load_served_model(uri: str) -> ServedModel:
 
 
 def serve(model_uri: str, host: str, port: int, announce: Callable[[str], None] = print,
-          limits: Limits = Limits(), access_log: bool = True) -> None:
+          limits: Limits = Limits(), access_log: bool = True, workers: int = 1) -> None:
     """Load the model, then answer requests until SIGINT or SIGTERM (raised as Interrupted).
-    `access_log`: one line per request on stderr (method, path, status, rows, milliseconds)."""
+    `access_log`: one line per request on stderr (method, path, status, rows, milliseconds).
+    `workers` > 1: that many processes share the port, each loading its own copy of the model
+    (see `aetrack.serve.workers`); a worker that exits unexpectedly is a WorkerError."""
+    if workers > 1:
+        for heavy in ("tensorflow", "mlflow"):
+            if heavy in sys.modules:  # forking after TensorFlow loads is unsafe
+                raise RuntimeError(f"serve(workers={workers}) must fork before {heavy} is imported")
     # Bind first: a busy port fails before TensorFlow loads.
     server = make_server(None, host, port, limits, access_log=to_stderr if access_log else None)
 
     def stop(signal_number, _frame):
         raise Interrupted(signal_number)
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        model = server.model = load_served_model(model_uri)
+    def describe_lines(description: str, how: str = "") -> None:
         bound_host, bound_port = server.server_address[:2]
-        announce(f"aetrack: serving {model_uri}: {model.describe()}")
+        announce(f"aetrack: serving {model_uri}: {description}{how}")
         announce(f"  POST http://{bound_host}:{bound_port}/invocations  ({JSON_TYPE} {{\"inputs\": [[...]]}} "
                  f"or {NPY_TYPE}); bodies up to {limits.max_body_bytes / 2**20:g} MiB, {limits.timeout:g} s "
                  "to send one; Ctrl-C stops")
-        server.serve_forever(poll_interval=0.5)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        if workers == 1:
+            model = server.model = load_served_model(model_uri)
+            describe_lines(model.describe())
+            server.serve_forever(poll_interval=0.5)
+            return
+
+        def work(number: int, ready: Callable[[str], None]) -> None:
+            prefix = _worker_prefix(number)
+            server.log = prefix(server.log)
+            if server.access_log is not None:
+                server.access_log = prefix(server.access_log)
+            model = server.model = load_served_model(model_uri)
+            ready(model.describe())
+            server.serve_forever(poll_interval=0.5)
+
+        def on_ready(number: int, pid: int, description: str) -> None:
+            if not announced:
+                announced.append(number)
+                describe_lines(description, f"; {workers} worker processes share the port")
+            to_stderr(f"aetrack: worker {number} of {workers} (pid {pid}) ready")
+
+        announced: list[int] = []
+        run_workers(workers, work, on_ready)
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
+
+
+def _worker_prefix(number: int) -> Callable[[Callable[[str], None]], Callable[[str], None]]:
+    """Wrap a log function so its lines read `aetrack: worker N: ...`."""
+    def wrap(log: Callable[[str], None]) -> Callable[[str], None]:
+        def prefixed(line: str) -> None:
+            head, sep, rest = line.partition("aetrack: ")
+            log(f"aetrack: worker {number}: {rest}" if sep and not head else f"worker {number}: {line}")
+        return prefixed
+    return wrap

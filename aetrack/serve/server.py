@@ -9,6 +9,7 @@ sends or does (a deep body, a stall, a disconnect) ends in a traceback.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 import time
@@ -27,6 +28,7 @@ ROUTES = {"/invocations": ("POST",), "/ping": ("GET", "HEAD"), "/health": ("GET"
           "/version": ("GET", "HEAD")}
 ALL_METHODS = "GET, HEAD, POST"
 _EVERY_ROUTE = "POST /invocations, or GET /ping, /health or /version"
+WORKER_HEADER = "X-Aetrack-Worker"  # the answering process's pid: tells `--workers` processes apart
 _LINGER_SECONDS = 2.0  # reading an unwanted body so the client sees the refusal, not a reset
 
 
@@ -241,6 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        self.send_header(WORKER_HEADER, str(os.getpid()))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if self.close_connection:
