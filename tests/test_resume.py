@@ -84,12 +84,11 @@ def _snapshot(client, run_id: str) -> dict:
             "versions": len(client.search_model_versions())}
 
 
-def test_checkpoint_replaces_the_previous_one(tracking, tiny_config):
+def test_checkpoint_replaces_the_previous_one(basic_run):
     from aetrack.models import build_dense_autoencoder, compile_autoencoder
     from aetrack.tracking.checkpoints import read_checkpoint, restore
-    from aetrack.train import train
 
-    result = train(tiny_config(epochs=3))
+    result = basic_run.result  # 3 epochs, a checkpoint every epoch
     client = MlflowClient()
     assert sorted(a.path for a in client.list_artifacts(result.run_id, "checkpoints")) == [
         "checkpoints/epoch-3", "checkpoints/latest.json"]
@@ -210,10 +209,8 @@ def _assert_refused(client, run_id: str, expected: str) -> None:
     assert _snapshot(client, run_id) == before
 
 
-def test_finished_run_is_refused(tracking, tiny_config):
-    from aetrack.train import train
-
-    run_id = train(tiny_config(epochs=1, image_every=0)).run_id
+def test_finished_run_is_refused(one_epoch_run):
+    run_id = one_epoch_run.result.run_id
     _assert_refused(MlflowClient(), run_id, "it is FINISHED; only KILLED, FAILED or stale RUNNING runs")
 
 
