@@ -25,7 +25,7 @@ import threading
 import time
 
 from harness import DEFAULT_DATA, machine_lines, tracking_store
-from serving import start_server, stop_group, wait_ready
+from serving import request_body, start_server, stop_group, wait_ready
 
 from aetrack.serve import JSON_TYPE, NPY_TYPE  # harness put the checkout on sys.path
 
@@ -126,17 +126,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{args.seconds:g} s per phase; latency from the request's first byte sent to the answer's last byte read")
     print("RESULT " + json.dumps(results))
     return {"phases": results}
-
-
-def request_body(images, wire: str) -> bytes:
-    """The request, encoded once before timing (a client sending the same images again would too)."""
-    import numpy as np
-
-    if wire == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, images)
-        return buffer.getvalue()
-    return json.dumps({"inputs": images.tolist()}).encode()
 
 
 def run_phase(ports: list[int], body: bytes, wire: str, n: int, clients: int, seconds: float) -> dict:

@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.helpers.processes import free_port, port_open, stop_group, subprocess_env, wait_for, wait_for_http
+from tests.helpers.processes import free_port, pid_alive, port_open, stop_group, subprocess_env, wait_for, wait_for_http
 
 STARTUP_SECONDS = 180
 
@@ -81,14 +81,6 @@ def _worker(response) -> int:
     return int(response.headers["X-Aetrack-Worker"])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_aetrack_serve_workers_answer_json_and_npy_and_stop_on_sigterm(registered, tmp_path):
     """`aetrack serve --workers 2` in its own process: MLflow's JSON protocol and .npy bodies give
     the model's outputs, from two worker processes on one port; a bad request gets a one-line 400;
@@ -146,7 +138,7 @@ def test_aetrack_serve_workers_answer_json_and_npy_and_stop_on_sigterm(registere
         stop_group(server)
         log.close()
     assert server.returncode == 143
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if pid_alive(pid)]
     text = (tmp_path / "serve.log").read_text()
     assert text.count("aetrack: serving ") == 1 and "2 worker processes share the port" in text
     assert text.count("aetrack: interrupted by SIGTERM") == 1
@@ -192,5 +184,5 @@ def test_a_worker_that_dies_stops_the_others_and_fails_in_one_line(fate, code, w
     assert re.fullmatch(rf"serving worker 2 of 2 \(pid \d+\) {why}; the other worker was stopped", message), message
     assert failed.value.exit_code == code
     pids = [int(path.read_text()) for path in tmp_path.glob("worker*.pid")]  # one may have been stopped first
-    assert [pid for pid in pids if _alive(pid)] == []
+    assert [pid for pid in pids if pid_alive(pid)] == []
     assert all(what == f"fake {number}" for number, _, what in ready)

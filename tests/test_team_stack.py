@@ -20,12 +20,11 @@ import yaml
 from aetrack.names import ENTRY_POINT_TAG, PARTS
 from deploy import stack as stack_script
 from tests.helpers.data import write_npz
-from tests.helpers.processes import REPO, run_aetrack, run_concurrently, subprocess_env
+from tests.helpers.processes import REPO, pid_alive, run_aetrack, run_concurrently, subprocess_env
 from tests.helpers.stores import mlflow_pointed_at
 from tests.helpers.team_stack import (
     bucket_keys,
     local_mlflow_files,
-    pid_alive,
     query,
     run_keys,
     running_stack,

@@ -82,6 +82,14 @@ def run_concurrently(commands: list[list[str]], env: dict[str, str], cwd=None,
     return results
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def port_open(port: int) -> bool:
     """Whether something accepts TCP connections on 127.0.0.1:port."""
     with socket.socket() as s:

@@ -4,7 +4,6 @@ landed in its MLflow server, PostgreSQL database and S3 bucket."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,15 +47,18 @@ def run_keys(stack, experiment_id: str, run_id: str) -> list[str]:
     return [key[len(prefix):] for key in bucket_keys(stack, prefix)]
 
 
-def query(stack, sql: str, *args) -> list[tuple]:
-    """Rows of one SQL query against the stack's PostgreSQL backend store."""
-    connection = stack.database()
+def _rows(connection, sql: str, args: tuple) -> list[tuple]:
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, args)
             return cursor.fetchall()
     finally:
         connection.close()
+
+
+def query(stack, sql: str, *args) -> list[tuple]:
+    """Rows of one SQL query against the stack's PostgreSQL backend store."""
+    return _rows(stack.database(), sql, args)
 
 
 def local_mlflow_files(folder: Path) -> list[str]:
@@ -68,22 +70,8 @@ def server_process_ids(stack) -> dict[str, int]:
     return {name: process.pid for name, process in stack.processes.items()}
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def optuna_query(stack, sql: str, *args) -> list[tuple]:
     """Rows of one SQL query against the stack's Optuna database (Optuna's own tables)."""
     import psycopg2
 
-    connection = psycopg2.connect(stack.optuna_storage.replace("postgresql+psycopg2://", "postgresql://", 1))
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall()
-    finally:
-        connection.close()
+    return _rows(psycopg2.connect(stack.optuna_storage.replace("postgresql+psycopg2://", "postgresql://", 1)), sql, args)
