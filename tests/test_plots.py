@@ -1,9 +1,5 @@
-"""End-of-run figures: logged under figures/, decodable, not blank, drawn headless."""
-
-import json
-import subprocess
-import sys
-import textwrap
+"""End-of-run figures: logged under figures/, decodable, not blank. (Drawn headless on Agg in a real
+training process with a GUI MPLBACKEND: test_cli.py.)"""
 
 import numpy as np
 import pytest
@@ -13,7 +9,6 @@ from PIL import Image
 
 from aetrack import images
 from aetrack.tracking import plots
-from tests.helpers.processes import subprocess_env
 
 
 def read_figure(run_id, path, tmp_path) -> np.ndarray:
@@ -90,42 +85,3 @@ def test_pca_finds_the_main_direction():
     assert plots.pca_2d(np.ones((4, 1))).shape == (4, 2)  # a 1-number code still gives 2-D points
 
 
-@pytest.mark.slow
-def test_training_process_draws_on_agg_and_opens_no_window(tracking, tiny_npz):
-    """In a fresh process whose MPLBACKEND asks for a GUI backend (TkAgg) and that has no display,
-    a whole run must still draw every figure on an Agg canvas and load no GUI backend."""
-    probe = textwrap.dedent(f"""
-        import json, sys
-        import matplotlib.figure
-        canvases = []
-        original_savefig = matplotlib.figure.Figure.savefig
-        def recording_savefig(self, *args, **kwargs):
-            canvases.append(type(self.canvas).__module__ + "." + type(self.canvas).__name__)
-            return original_savefig(self, *args, **kwargs)
-        matplotlib.figure.Figure.savefig = recording_savefig
-
-        from aetrack.config import TrainConfig
-        from aetrack.train import train
-        result = train(TrainConfig(epochs=1, batch_size=32, code_size=8, train_samples=64, test_samples=16,
-                                   dataset={str(tiny_npz)!r}, image_samples=2, register=False))
-        import matplotlib.pyplot as plt
-        from mlflow.tracking import MlflowClient
-        print("PROBE" + json.dumps({{
-            "canvases": canvases,
-            "pyplot_figures": plt.get_fignums(),
-            "backend_modules": sorted(m for m in sys.modules if m.startswith("matplotlib.backends.backend_")),
-            "status": MlflowClient().get_run(result.run_id).info.status,
-        }}))
-    """)
-    env = subprocess_env(tracking)
-    env["MPLBACKEND"] = "TkAgg"
-    env.pop("DISPLAY", None)
-    env.pop("WAYLAND_DISPLAY", None)
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.split("PROBE", 1)[1])
-    assert report["status"] == "FINISHED"
-    assert len(report["canvases"]) == 3
-    assert set(report["canvases"]) == {"matplotlib.backends.backend_agg.FigureCanvasAgg"}
-    assert report["pyplot_figures"] == []  # no pyplot figure, so no window manager was ever made
-    assert report["backend_modules"] == ["matplotlib.backends.backend_agg"]
