@@ -8,7 +8,8 @@ EPOCHS ?= 10
 # Test worker processes (pytest-xdist). Each one loads TensorFlow; 2 fits CI's 2 cores. 0 runs in this process.
 TEST_WORKERS ?= 2
 # tests/conftest.py makes the schedule: the team-stack tests in one worker, the rest test by test.
-PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+# --durations: every run (CI too) ends with the slowest tests, so the suite budget can be watched.
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 # mlflow run starts `python -m aetrack ...`: put the venv first on PATH so that python is ours.
 export PATH := $(BIN):$(PATH)
 
