@@ -4,7 +4,8 @@ import re
 import numpy as np
 import pytest
 
-from aetrack.data import DataError, check_dataset_spec, load_dataset
+from aetrack.data import check_dataset_spec, load_dataset
+from aetrack.errors import DataError
 from tests.helpers.data import REQUIRE_SHARED_DATA, shared_mnist, synthetic_digits, write_npz
 
 

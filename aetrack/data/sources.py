@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aetrack.config import KNOWN_DATASETS, TrainConfig
+from aetrack.data.spec import MNIST_SPEC, SampleSpec
 from aetrack.errors import DataError
 
 IMAGE_SIDE = 28
@@ -23,17 +24,18 @@ REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Flattened float32 images in [0, 1] and their integer labels."""
+    """Flat float32 samples in the model's space (see `spec`) and their integer labels, if any."""
 
     name: str
-    x_train: np.ndarray  # (n, 784) float32
-    y_train: np.ndarray  # (n,) int64
+    x_train: np.ndarray  # (n, spec.size) float32
+    y_train: np.ndarray | None  # (n,) int64; None when the data has no labels
     x_test: np.ndarray
-    y_test: np.ndarray
+    y_test: np.ndarray | None
     sha256: str  # of the arrays actually used, so runs on different data never look alike
     source: str = ""  # where the arrays came from: the .npz's absolute path or Keras' download URL
     train_sha256: str = ""  # of x_train and y_train as used (the MLflow `training` dataset's digest)
     test_sha256: str = ""  # of x_test and y_test as used (the `evaluation` dataset's digest)
+    spec: SampleSpec = MNIST_SPEC  # what one sample is
 
 
 def load_dataset(
