@@ -15,6 +15,9 @@ DATASET_TAG = "aetrack.dataset"
 DATASET_SHA256_TAG = "aetrack.dataset_sha256"
 TRAIN_IMAGES_TAG = "aetrack.train_images"
 TEST_IMAGES_TAG = "aetrack.test_images"
+DATA_KIND_TAG = "aetrack.data_kind"  # what a sample is: "image" or "table" (SampleSpec.kind)
+SAMPLE_SHAPE_TAG = "aetrack.sample_shape"  # one sample's shape, e.g. 28x28x1 or 30 (SampleSpec.shape_text)
+SAMPLE_SPEC_ARTIFACT = "sample_spec.json"  # the run's whole SampleSpec (SampleSpec.to_json), at the artifact root
 STRATEGY_TAG = "aetrack.strategy"
 DEVICES_TAG = "aetrack.devices"  # the devices a run (or its resumption) trained on, comma-separated
 # The value fit used: under `mlflow run` the param keeps what was asked (MLflow logged it first).

@@ -12,8 +12,10 @@ import numpy as np
 from aetrack.names import NOISE_LEVELS
 
 
-def add_noise(images: np.ndarray, factor: float, seed: int) -> np.ndarray:
-    """Return `clip(images + factor * N(0, 1), 0, 1)` as float32; `images` is left untouched.
+def add_noise(images: np.ndarray, factor: float, seed: int,
+              value_range: tuple[float, float] | None = (0.0, 1.0)) -> np.ndarray:
+    """Return `clip(images + factor * N(0, 1), *value_range)` as float32 (no clipping when
+    `value_range` is None: standardised tables); `images` is left untouched.
 
     The same (images, factor, seed) always gives the same result, so a run's noisy inputs can be
     rebuilt from its logged params.
@@ -23,7 +25,9 @@ def add_noise(images: np.ndarray, factor: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal(images.shape, dtype=np.float32)
     noisy = images.astype(np.float32) + np.float32(factor) * noise
-    return np.clip(noisy, 0.0, 1.0, out=noisy)
+    if value_range is None:
+        return noisy
+    return np.clip(noisy, value_range[0], value_range[1], out=noisy)
 
 
 @dataclass(frozen=True)
@@ -33,13 +37,14 @@ class RunNoise:
 
     seed: int
     factor: float
+    value_range: tuple[float, float] | None = (0.0, 1.0)  # the data's SampleSpec.value_range
 
     def training(self, images: np.ndarray) -> np.ndarray:
-        return add_noise(images, self.factor, self.seed)
+        return add_noise(images, self.factor, self.seed, self.value_range)
 
     def validation(self, images: np.ndarray) -> np.ndarray:
-        return add_noise(images, self.factor, self.seed + 1)
+        return add_noise(images, self.factor, self.seed + 1, self.value_range)
 
     def at_level(self, images: np.ndarray, level: float) -> np.ndarray:
         """Fresh noise at one of NOISE_LEVELS (the robustness metric and figure share it)."""
-        return add_noise(images, level, self.seed + 2 + NOISE_LEVELS.index(level))
+        return add_noise(images, level, self.seed + 2 + NOISE_LEVELS.index(level), self.value_range)

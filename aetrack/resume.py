@@ -18,7 +18,7 @@ from aetrack.config import TrainConfig, parse_value
 from aetrack.data import dataset_for
 from aetrack.devices import distribution_scope, for_strategy
 from aetrack.errors import ConfigError, ResumeError
-from aetrack.names import DATASET_SHA256_TAG, ENTRY_POINT_TAG, RUN_NAME_TAG
+from aetrack.names import DATASET_SHA256_TAG, ENTRY_POINT_TAG, RUN_NAME_TAG, SAMPLE_SHAPE_TAG
 from aetrack.runner import PhaseTimer, StartPoint, TrainResult, build_model, complete_run, summary
 from aetrack.tracking.checkpoints import Checkpoint, read_checkpoint, restore
 from aetrack.tracking.liveness import DEFAULT_STALE_TIMEOUT_S, claim
@@ -36,6 +36,10 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
     config = for_strategy(config_of(run, experiment_name_of(client, run)))
     checkpoint = checkpoint_for(client, run_id, config)
     dataset = dataset_for(config)
+    trained_shape = run.data.tags.get(SAMPLE_SHAPE_TAG, dataset.spec.shape_text())
+    if trained_shape != dataset.spec.shape_text():
+        raise ResumeError(f"cannot resume run {run_id}: it trained on samples of shape {trained_shape} but dataset "
+                          f"{config.dataset!r} now gives {dataset.spec.describe()}s")
     if dataset.sha256 != run.data.tags.get(DATASET_SHA256_TAG, dataset.sha256):
         raise ResumeError(f"cannot resume run {run_id}: dataset {config.dataset!r} has changed since the run "
                           "started (its SHA-256 differs from the run's tag aetrack.dataset_sha256)")

@@ -85,7 +85,7 @@ def complete_run(client, run, run_name: str, config: TrainConfig, dataset: Datas
     """Inside the open `run`: record the inputs, fit from `start`, evaluate, log the models and
     figures, register."""
     run_id = run.info.run_id
-    noise = RunNoise(config.seed, config.noise_factor) if config.denoising else None
+    noise = RunNoise(config.seed, config.noise_factor, dataset.spec.value_range) if config.denoising else None
     with phase("describe run"):
         datasets = record_run_inputs(client, run_id, config, dataset, run_name)
         describe_model(client, run_id, model)

@@ -42,7 +42,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
         run_id = run.info.run_id
         run_name = run_name_for(config, dataset)
         with phase("describe run"):
-            describe_run(client, run_id, config.params(), {**run_tags(config, dataset, run_name), **(tags or {})})
+            describe_run(client, run_id, config.params(), {**run_tags(config, dataset, run_name), **(tags or {})},
+                         dataset.spec.to_json())
         with phase("build model"):
             # Seed after the run starts: MLflow draws a random run name from Python's `random` when
             # not under `mlflow run`, which would otherwise change the weights for the same seed.
@@ -81,6 +82,8 @@ def run_tags(config: TrainConfig, dataset: Dataset, run_name: str) -> dict[str, 
         names.DATASET_SHA256_TAG: dataset.sha256,
         names.TRAIN_IMAGES_TAG: str(len(dataset.x_train)),
         names.TEST_IMAGES_TAG: str(len(dataset.x_test)),
+        names.DATA_KIND_TAG: dataset.spec.kind,
+        names.SAMPLE_SHAPE_TAG: dataset.spec.shape_text(),
         names.STRATEGY_TAG: config.strategy,
         names.STEPS_PER_EXECUTION_TAG: str(config.steps_per_execution),
     }

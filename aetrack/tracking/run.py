@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 from aetrack.errors import Interrupted, TrackingStoreError
-from aetrack.names import FAILURE_TAG, VERSION_TAG
+from aetrack.names import FAILURE_TAG, SAMPLE_SPEC_ARTIFACT, VERSION_TAG
 from aetrack.tracking.liveness import owner_tags
 from aetrack.version import __version__
 
@@ -66,8 +66,10 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_m
             mlflow.end_run("FINISHED")
 
 
-def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str, str]) -> None:
-    """Log the run's params and tags, plus the versions of what trained it.
+def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str, str],
+                 sample_spec_json: str | None = None) -> None:
+    """Log the run's params and tags, plus the versions of what trained it, and the data's
+    SampleSpec (JSON) as `sample_spec.json`.
 
     `mlflow run` has already logged the MLproject parameters as it received them (with '' for
     empty values); MLflow forbids changing a param, so only the ones it did not log are added.
@@ -92,6 +94,8 @@ def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str,
         params=[Param(k, v) for k, v in texts.items() if k not in already],
         tags=[RunTag(k, v) for k, v in tags.items()],
     )
+    if sample_spec_json is not None:
+        client.log_text(run_id, sample_spec_json, SAMPLE_SPEC_ARTIFACT)
 
 
 def tag_run(client, run_id: str, tags: dict[str, str]) -> None:
