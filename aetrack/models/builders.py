@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from aetrack.config import ARCHITECTURES
+from aetrack.data.spec import MNIST_SPEC, SampleSpec
 from aetrack.errors import ModelError
 from aetrack.models.conv import build_conv_autoencoder
 from aetrack.models.dense import build_dense_autoencoder
@@ -15,14 +16,15 @@ LOSS_FUNCTIONS = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}
 
 
 def build_autoencoder(architecture: str, code_size: int, kl_weight: float = 1.0,
-                      seed: int | None = None) -> keras.Model:
-    """The model to train for `architecture` (one of ARCHITECTURES)."""
+                      seed: int | None = None, *, spec: SampleSpec = MNIST_SPEC) -> keras.Model:
+    """The model to train for `architecture` (one of ARCHITECTURES) on `spec`'s samples: float32
+    (-1, spec.size) in and out. A conv for a table raises ConfigError (conv needs images)."""
     if architecture == "dense":
-        return build_dense_autoencoder(code_size)
+        return build_dense_autoencoder(code_size, spec=spec)
     if architecture == "conv":
-        return build_conv_autoencoder(code_size)
+        return build_conv_autoencoder(code_size, spec=spec)
     if architecture == "vae":
-        return build_vae(code_size, kl_weight, seed)
+        return build_vae(code_size, kl_weight, seed, spec=spec)
     raise ValueError(f"invalid architecture {architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
 
 
@@ -39,22 +41,22 @@ def compile_autoencoder(
 
 
 def autoencoder_of(model: keras.Model) -> keras.Model:
-    """The plain Functional autoencoder (images -> images) of a trained model: what gets logged."""
+    """The plain Functional autoencoder (samples -> samples) of a trained model: what gets logged."""
     return model.autoencoder if isinstance(model, VariationalAutoencoder) else model
 
 
 def encoder_of(model: keras.Model) -> keras.Model:
-    """The autoencoder's named `encoder` sub-model (images -> codes; the mean for vae)."""
+    """The autoencoder's named `encoder` sub-model (samples -> codes; the mean for vae)."""
     return autoencoder_of(model).get_layer("encoder")
 
 
 def decoder_of(model: keras.Model) -> keras.Model:
-    """The autoencoder's named `decoder` sub-model (codes -> images)."""
+    """The autoencoder's named `decoder` sub-model (codes -> samples)."""
     return autoencoder_of(model).get_layer("decoder")
 
 
 def latent_moments(model: keras.Model) -> keras.Model | None:
-    """images -> [mean, log-variance] of a vae being trained; None for other architectures."""
+    """samples -> [mean, log-variance] of a vae being trained; None for other architectures."""
     return model.moments if isinstance(model, VariationalAutoencoder) else None
 
 
@@ -62,17 +64,19 @@ def _weight_shapes(model: keras.Model) -> list[tuple[int, ...]]:
     return [tuple(w.shape) for w in autoencoder_of(model).get_weights()]
 
 
-def architecture_of(model: keras.Model, code_size: int) -> str | None:
-    """Which architecture (with this code_size) `model`'s weights fit, or None."""
+def architecture_of(model: keras.Model, code_size: int, *, spec: SampleSpec = MNIST_SPEC) -> str | None:
+    """Which architecture (with this code_size, for `spec`'s samples) `model`'s weights fit, or None."""
     shapes = _weight_shapes(model)
     for architecture in ARCHITECTURES:
-        if shapes == _weight_shapes(build_autoencoder(architecture, code_size)):
+        if architecture == "conv" and not spec.is_image:
+            continue  # conv models only images
+        if shapes == _weight_shapes(build_autoencoder(architecture, code_size, spec=spec)):
             return architecture
     return None
 
 
 def copy_weights(source: keras.Model, target: keras.Model, source_name: str, architecture: str = "dense",
-                 code_size: int | None = None) -> None:
+                 code_size: int | None = None, *, spec: SampleSpec = MNIST_SPEC) -> None:
     """Start `target` from `source`'s autoencoder weights; raise ModelError if they do not fit.
 
     For a vae target only the logged autoencoder's weights are copied (encoder mean path and
@@ -80,13 +84,13 @@ def copy_weights(source: keras.Model, target: keras.Model, source_name: str, arc
     """
     source_shapes, target_shapes = _weight_shapes(source), _weight_shapes(target)
     if source_shapes != target_shapes:
-        found = architecture_of(source, code_size) if code_size else None
+        found = architecture_of(source, code_size, spec=spec) if code_size else None
         if found is not None and found != architecture:
             raise ModelError("init_model", source_name, f"it is a {found} autoencoder, this run's architecture is "
                              f"{architecture}", f"an init_model of the same architecture (one of "
                              f"{', '.join(ARCHITECTURES)}), or architecture={found}")
         raise ModelError(
             "init_model", source_name, f"its weights have shapes {source_shapes}",
-            f"{target_shapes} (a 784-in {architecture} autoencoder with the same code_size)",
+            f"{target_shapes} (a {architecture} autoencoder for {spec.describe()} samples with the same code_size)",
         )
     autoencoder_of(target).set_weights(autoencoder_of(source).get_weights())

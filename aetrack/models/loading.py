@@ -9,6 +9,7 @@ import re
 import zipfile
 
 from aetrack.config import MODEL_URI_FORMS
+from aetrack.data.spec import MNIST_SPEC, SampleSpec
 from aetrack.errors import ModelError, first_line, one_line
 
 # runs:/<run id>/<artifact path>
@@ -74,12 +75,30 @@ def load_model(uri: str, option: str = "--model"):
     return model
 
 
-def load_init_model(value: str, code_size: int, architecture: str = "dense"):
-    """Load a training run's init_model and check it fits a 784-in `architecture` autoencoder of
-    `code_size` (a model of another architecture is refused in one line naming both)."""
+def _width(tensors) -> int | None:
+    shape = tensors[0].shape if tensors else None
+    return None if shape is None or shape[-1] is None else int(shape[-1])
+
+
+def spec_from_model(model) -> SampleSpec | None:
+    """The sample spec of a model that has none stored: MNIST_SPEC for a 784-wide autoencoder or
+    encoder input (or decoder output), as every model logged before specs existed was; else None."""
+    widths = (_width(getattr(model, "inputs", None)), _width(getattr(model, "outputs", None)))
+    return MNIST_SPEC if MNIST_SPEC.size in widths else None
+
+
+def load_init_model(value: str, code_size: int, architecture: str = "dense", *, spec: SampleSpec = MNIST_SPEC):
+    """Load a training run's init_model and check it fits an `architecture` autoencoder of
+    `code_size` for `spec`'s samples: its input width first (one line naming both shapes), then its
+    weights (a model of another architecture is refused in one line naming both)."""
     from aetrack.models import build_autoencoder, copy_weights
 
     model = load_model(value, option="init_model")
+    width = _width(getattr(model, "inputs", None))
+    if width != spec.size:
+        raise ModelError("init_model", value, f"it takes {width} values per sample, this run's samples are "
+                         f"{spec.size} ({spec.describe()})", f"an init_model trained on {spec.describe()} samples")
     # copy_weights onto a throwaway model of the kind the run will build: same check, same message.
-    copy_weights(model, build_autoencoder(architecture, code_size), value, architecture, code_size)
+    copy_weights(model, build_autoencoder(architecture, code_size, spec=spec), value, architecture, code_size,
+                 spec=spec)
     return model
