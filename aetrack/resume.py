@@ -46,7 +46,7 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
 
     keras.utils.set_random_seed(config.seed)
     with distribution_scope(config) as devices:  # the optimizer's variables too: restore builds them
-        model = build_model(config)
+        model = build_model(config, dataset.spec)
         restore(model, checkpoint, run_id)  # raises ResumeError before anything is changed
 
     claim(client, run_id, timeout_s)

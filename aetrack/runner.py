@@ -17,7 +17,7 @@ import numpy as np
 
 from aetrack.batches import shuffled_batches
 from aetrack.config import TrainConfig
-from aetrack.data import Dataset
+from aetrack.data import Dataset, SampleSpec
 from aetrack.errors import TrainingDiverged
 from aetrack.evaluation import Moments, Reconstruct, final_metrics
 from aetrack.models import build_autoencoder, compile_autoencoder, copy_weights, latent_moments
@@ -107,11 +107,12 @@ def complete_run(client, run, run_name: str, config: TrainConfig, dataset: Datas
     return TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
 
 
-def build_model(config: TrainConfig, init_model: keras.Model | None = None) -> keras.Model:
-    """The compiled model `config` trains, starting from `init_model`'s weights when given."""
-    model = build_autoencoder(config.architecture, config.code_size, config.kl_weight, config.seed)
+def build_model(config: TrainConfig, spec: SampleSpec, init_model: keras.Model | None = None) -> keras.Model:
+    """The compiled model `config` trains on samples `spec`, starting from `init_model`'s weights
+    when given."""
+    model = build_autoencoder(config.architecture, config.code_size, config.kl_weight, config.seed, spec=spec)
     if init_model is not None:
-        copy_weights(init_model, model, config.init_model, config.architecture, config.code_size)
+        copy_weights(init_model, model, config.init_model, config.architecture, config.code_size, spec=spec)
     return compile_autoencoder(model, config.learning_rate, config.loss, config.steps_per_execution)
 
 

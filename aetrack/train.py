@@ -12,6 +12,7 @@ from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.devices import distribution_scope, for_strategy
 from aetrack.models.loading import load_init_model
+from aetrack.models.spec_checks import check_loss_for
 from aetrack.runner import PhaseTimer, TrainResult, build_model, complete_run, summary
 from aetrack.tracking.run import (check_tracking_store, describe_run, tag_run, tracked_run, tracking_client,
                                   tracking_uri)
@@ -32,9 +33,10 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
     # Everything that can be wrong with the input fails here, before a run exists.
     with phase("load data"):
         dataset = dataset if dataset is not None else dataset_for(config)
+        check_loss_for(dataset.spec, config.loss, config.architecture)
     with phase("check store, init_model"):
         check_tracking_store(tracking_uri())
-        init_model = (load_init_model(config.init_model, config.code_size, config.architecture)
+        init_model = (load_init_model(config.init_model, config.code_size, config.architecture, spec=dataset.spec)
                       if config.init_model else None)
 
     client = tracking_client()
@@ -49,7 +51,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
             # not under `mlflow run`, which would otherwise change the weights for the same seed.
             keras.utils.set_random_seed(config.seed)
             with distribution_scope(config) as devices:
-                model = build_model(config, init_model)
+                model = build_model(config, dataset.spec, init_model)
             tag_run(client, run_id, {names.DEVICES_TAG: ",".join(devices)})
         result = complete_run(client, run, run_name, config, dataset, model, phase, callbacks=callbacks)
     print(summary(result, tracking_uri()), flush=True)
