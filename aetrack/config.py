@@ -17,7 +17,8 @@ from typing import Any
 
 from aetrack.errors import ConfigError
 from aetrack.rules import (COLOR_MODE, DATASET, DIGIT_LIST, IMAGE_SIZE, LABEL_LIST, RUN_ID, SEARCH, STR, Kind, Rule,
-                           choice, empty_or_name, float_range, int_range, kind_of_default, label_tokens, parse_image_size)
+                           choice, empty_or_name, float_range, int_range, kind_of_default, label_tokens,
+                           parse_image_size)
 
 ENTRY_POINTS = ("basic", "denoise")
 BOTH = ENTRY_POINTS

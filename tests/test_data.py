@@ -48,7 +48,8 @@ def _bad(tmp_path, **overrides):
         ({"x_train": np.zeros((20, 784), np.uint8)}, "x_test has samples of shape (28, 28) but x_train (784,); "
                                                      "expected the same shape"),
         ({"x_train": np.zeros((20, 28, 28, 2), np.uint8)}, "shape (20, 28, 28, 2); expected (n, height, width)"),
-        ({"x_train": np.full((20, 28, 28), 2.0), "x_test": np.zeros((5, 28, 28))}, "values 0..2; expected floats in [0, 1]"),
+        ({"x_train": np.full((20, 28, 28), 2.0), "x_test": np.zeros((5, 28, 28))},
+         "values 0..2; expected floats in [0, 1]"),
         ({"x_train": np.zeros((20, 28, 28), np.float32)}, "x_test has dtype uint8 but x_train float32"),
         ({"x_test": np.full((5, 28, 28), 300, np.int32)}, "integer values 300..300; expected 0..255"),
         ({"x_test": np.full((5, 28, 28), -1, np.int16)}, "values -1..-1"),

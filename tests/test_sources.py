@@ -133,7 +133,7 @@ def test_default_sample_counts(tmp_path):
     np.savez(many, x_train=np.zeros((5, 1), np.float32), x_test=np.zeros((10_001, 1), np.float32))
     assert len(load_dataset(str(many)).x_test) == 10_000  # the in-memory evaluation cap
     assert len(load_dataset(str(many), test_samples=10_001).x_test) == 10_001
-    with pytest.raises(DataError, match=r"train_samples 6: .* has only 5 training rows; expected"):
+    with pytest.raises(DataError, match=r"train_samples 6: .* has only 5 training rows; expected train_samples <= 5$"):
         load_dataset(str(many), train_samples=6)
 
 

@@ -20,7 +20,9 @@ GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # PIL modes without colour
 
 def image_files(folder: str) -> list[str]:
     """The image files directly in `folder`, sorted (other files are ignored, as Keras does)."""
-    return sorted(e.path for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+    # Hidden files (macOS' ._name.png resource forks) are no images.
+    return sorted(e.path for e in os.scandir(folder)
+                  if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS))
 
 
 def subfolders(folder: str) -> list[str]:

@@ -73,7 +73,7 @@ def _check_samples(x: np.ndarray, key: str, where: str) -> None:
     if x.ndim not in (2, 3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
         raise DataError(f"{where}: {key} has shape {x.shape}; expected {allowed}")
     if len(x) == 0 or x.size == 0:
-        raise DataError(f"{where}: {key} is empty (shape {x.shape}); expected at least one sample")
+        raise DataError(f"{where}: {key} is empty; expected at least one sample")
     if np.issubdtype(x.dtype, np.integer):
         low, high = int(x.min()), int(x.max())
         if low < 0 or high > 255:

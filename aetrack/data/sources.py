@@ -162,7 +162,7 @@ def _kind_of_path(spec: str) -> str:
     if not os.path.exists(spec):
         # A bare word like 'cifar100' is most likely a dataset name, not a path: say which names exist.
         looks_like_name = os.sep not in spec and "." not in spec
-        problem = "unknown dataset name and no such file or folder" if looks_like_name else "no such file or folder"
+        problem = "unknown dataset name and no such file" if looks_like_name else "no such file"
         raise DataError(f"{where}: {problem}; expected {ALLOWED}")
     if os.path.isdir(spec):
         if tables.split_files(spec)[0]:
@@ -222,7 +222,7 @@ def _count(n: int, available: int, default: int | None, param: str, what: str, s
         return available if default is None else min(default, available)
     if n > available:
         raise DataError(f"invalid {param} {n}: dataset {spec!r} has only {available} {what}{note}; "
-                        f"expected {param} <= {available} (or 0 for the default)")
+                        f"expected {param} <= {available}")
     return n
 
 

@@ -66,7 +66,11 @@ def _frame(path: str, where: str):
 
 
 def _columns(frame, label_column: str, where: str, path: str, classes: tuple[str, ...] | None = None):
-    """(feature names, float64 features (n, D), int64 labels or None, class names)."""
+    """(feature names, float64 features (n, D), int64 labels or None, class names).
+
+    `classes`: None for the training split (its labels decide), else the training split's class
+    names (empty: it had integer labels), which a test split's labels must match.
+    """
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
     columns = [str(c) for c in frame.columns]
@@ -112,6 +116,9 @@ def _labels(column, name: str, where: str, path: str, classes: tuple[str, ...] |
             raise DataError(f"{where}: label column {name!r} of {os.path.basename(path)} holds integers but "
                             f"the training split class names; expected the same kind of label in both")
         return values.astype(np.int64), ()
+    if classes == ():
+        raise DataError(f"{where}: label column {name!r} of {os.path.basename(path)} holds class names but "
+                        f"the training split integers; expected the same kind of label in both")
     names = column.astype(str)
     classes = classes if classes is not None else tuple(sorted(set(names)))
     index = {c: i for i, c in enumerate(classes)}
