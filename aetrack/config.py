@@ -78,7 +78,8 @@ class TrainConfig:
     learning_rate: float = _param(0.001, "Adam learning rate.", float_range(0.0, 10.0, low_open=True))
     loss: str = _param("bce", "Training loss: bce (binary cross-entropy) or mse.", choice(*LOSSES))
     train_samples: int = _param(
-        0, "Training samples used (the first N); 0: 30000 for mnist and fashion_mnist, else all of them.",
+        0, "Training samples used (the first N); 0: 30000 for mnist and fashion_mnist (also a local "
+        "mnist.npz or fashion_mnist.npz), else all of them.",
         int_range(0, 10_000_000),
     )
     test_samples: int = _param(
@@ -91,8 +92,9 @@ class TrainConfig:
     )
     seed: int = _param(0, "Seed for weights, noise and image samples.", int_range(0, 2**31 - 1))
     dataset: str = _param(
-        "mnist", "mnist, fashion_mnist, cifar10 (Keras downloads), digits (scikit-learn's 8x8 digits, no "
-        "download), or a path to a .npz/.npy file, an image folder, or a .csv/.parquet table.", DATASET
+        "mnist", "mnist, fashion_mnist, cifar10 (Keras downloads), digits (scikit-learn's 8x8 digits: "
+        "the first 1500 train, the other 297 test; no download), or a path to a .npz/.npy file, an image "
+        "folder, or a .csv/.parquet table.", DATASET,
     )
     image_size: str = _param(
         "", "Image folders: resize every image to HxW, e.g. 28x28; empty: the images' own size (all must agree).",

@@ -110,6 +110,8 @@ def test_offline_download_error_is_one_clear_line(monkeypatch, tmp_path):
     text = str(info.value)
     assert "could not download dataset 'mnist'" in text and "--dataset /path/to/mnist.npz" in text
     assert "--dataset digits" in text  # the offline choice
+    with pytest.raises(DataError, match=r"could not download dataset 'cifar10' .*--dataset digits"):
+        load_dataset("cifar10")
     assert "\n" not in text
 
 
