@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aetrack.data.spec import IMAGE, TABLE, SampleSpec, image_spec
+from aetrack.data.spec import TABLE, SampleSpec, image_spec
 from aetrack.errors import DataError
 
 
@@ -98,7 +98,3 @@ def check_labels(y: np.ndarray | None, n: int, key: str, where: str) -> np.ndarr
     if len(y) and int(y.min()) < 0:
         raise DataError(f"{where}: {key} has label {int(y.min())}; expected labels >= 0")
     return y
-
-
-def is_image(raw: Raw) -> bool:
-    return raw.spec.kind == IMAGE
