@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aetrack.errors import ConfigError
-from aetrack.rules import (DATASET, DIGIT_LIST, RUN_ID, SEARCH, STR, Kind, Rule, choice, empty_or_name, float_range,
-                           int_range, kind_of_default)
+from aetrack.rules import (COLOR_MODE, DATASET, DIGIT_LIST, IMAGE_SIZE, LABEL_LIST, RUN_ID, SEARCH, STR, Kind, Rule,
+                           choice, empty_or_name, float_range, int_range, kind_of_default, label_tokens,
+                           parse_image_size)
 
 ENTRY_POINTS = ("basic", "denoise")
 BOTH = ENTRY_POINTS
@@ -26,7 +27,13 @@ LOSSES = ("bce", "mse")
 ARCHITECTURES = ("dense", "conv", "vae")
 STRATEGIES = ("default", "mirrored")
 SAMPLERS = ("tpe", "random")
-KNOWN_DATASETS = ("mnist", "fashion_mnist")
+KNOWN_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
+# train_samples/test_samples 0 (the default) means these for the tutorial's datasets (also for a
+# local copy named mnist.npz or fashion_mnist.npz, the offline stand-in the download error suggests)...
+TUTORIAL_SAMPLES = {"mnist": (30000, 100), "fashion_mnist": (30000, 100)}
+# ...and for every other dataset the whole training split and at most this many test samples,
+# since the evaluation split is held in memory and evaluated after every epoch.
+DEFAULT_TEST_CAP = 10_000
 DEFAULT_EXPERIMENT = "aetrack"
 # The model URIs and files aetrack loads (`--model`, `init_model`, aetrack.load_model), described once.
 MODEL_URI_FORMS = (
@@ -70,12 +77,33 @@ class TrainConfig:
     )
     learning_rate: float = _param(0.001, "Adam learning rate.", float_range(0.0, 10.0, low_open=True))
     loss: str = _param("bce", "Training loss: bce (binary cross-entropy) or mse.", choice(*LOSSES))
-    train_samples: int = _param(30000, "Training images used (the first N).", int_range(1, 10_000_000))
-    test_samples: int = _param(100, "Test images used (the first N).", int_range(1, 10_000_000))
+    train_samples: int = _param(
+        0, "Training samples used (the first N); 0: 30000 for mnist and fashion_mnist (also a local "
+        "mnist.npz or fashion_mnist.npz), else all of them.",
+        int_range(0, 10_000_000),
+    )
+    test_samples: int = _param(
+        0, f"Test samples used (the first N); 0: 100 for mnist and fashion_mnist, else all of them up to "
+        f"{DEFAULT_TEST_CAP:,}.", int_range(0, 10_000_000),
+    )
+    validation_split: float = _param(
+        0.1, "Fraction of the training data held out (seeded by seed) as the test split when the dataset "
+        "has none.", float_range(0.0, 0.9, low_open=True),
+    )
     seed: int = _param(0, "Seed for weights, noise and image samples.", int_range(0, 2**31 - 1))
     dataset: str = _param(
-        "mnist", "mnist, fashion_mnist, or a path to a Keras-layout .npz file.", DATASET
+        "mnist", "mnist, fashion_mnist, cifar10 (Keras downloads), digits (scikit-learn's 8x8 digits: "
+        "the first 1500 train, the other 297 test; no download), or a path to a .npz/.npy file, an image "
+        "folder, or a .csv/.parquet table.", DATASET,
     )
+    image_size: str = _param(
+        "", "Image folders: resize every image to HxW, e.g. 28x28; empty: the images' own size (all must agree).",
+        IMAGE_SIZE,
+    )
+    color_mode: str = _param(
+        "", "Image folders: grayscale or rgb; empty: rgb if any image is in colour, else grayscale.", COLOR_MODE
+    )
+    label_column: str = _param("", "Tables: the column holding labels (class names or integers); empty: none.")
     noise_factor: float = _param(
         0.4, "Gaussian noise scale added to inputs (then clipped to [0, 1]).",
         float_range(0.0, 5.0), DENOISE,
@@ -84,9 +112,12 @@ class TrainConfig:
         "", "Model to start from (a model URI or a .keras file, as --model takes); empty: fresh weights.",
         None, DENOISE,
     )
+    exclude_labels: str = _param(
+        "", "Comma-separated labels (integers or class names) left out of training, e.g. '7' or 'cat' "
+        "(for anomaly detection).", LABEL_LIST,
+    )
     exclude_digits: str = _param(
-        "", "Comma-separated labels left out of training, e.g. '7' (for anomaly detection).",
-        DIGIT_LIST,
+        "", "Alias of exclude_labels for digits 0-9, e.g. '7' (kept for older runs and scripts).", DIGIT_LIST,
     )
     image_samples: int = _param(8, "Test images shown in per-epoch reconstruction images.", int_range(1, 64))
     image_every: int = _param(1, "Log images every N epochs; 0 turns per-epoch images off.", int_range(0, 100_000))
@@ -131,6 +162,10 @@ class TrainConfig:
         if self.architecture == "vae" and self.loss != "bce":
             raise ConfigError("loss", self.loss, "bce with architecture vae (its decoder is Bernoulli: the "
                               "loss is the negative ELBO, summed binary cross-entropy + KL)")
+        if self.exclude_digits and self.exclude_labels and \
+                set(label_tokens(self.exclude_digits)) != set(label_tokens(self.exclude_labels)):
+            raise ConfigError("exclude_labels", self.exclude_labels, f"the same labels as exclude_digits "
+                              f"({self.exclude_digits!r}, its alias) or only one of the two set")
         if not self.model_prefix:
             return dataclasses.replace(self, model_prefix=f"aetrack-{self.entry_point}")
         return self
@@ -141,10 +176,20 @@ class TrainConfig:
         return self.entry_point == "denoise"
 
     @property
+    def excluded_labels(self) -> tuple[str, ...]:
+        """The labels left out of training as given (exclude_labels, or its alias exclude_digits);
+        the dataset resolves class names to label indices (Dataset.excluded_labels)."""
+        return label_tokens(self.exclude_labels or self.exclude_digits)
+
+    @property
     def excluded_digits(self) -> tuple[int, ...]:
-        if not self.exclude_digits:
-            return ()
-        return tuple(sorted({int(p) for p in self.exclude_digits.split(",")}))
+        """The integer labels among `excluded_labels`, sorted (class names need the dataset)."""
+        return tuple(sorted({int(p) for p in self.excluded_labels if p.lstrip("-").isdigit()}))
+
+    @property
+    def image_hw(self) -> tuple[int, int] | None:
+        """`image_size` as (height, width); None when empty."""
+        return parse_image_size(self.image_size)
 
     def params(self) -> dict[str, Any]:
         """The values logged as MLflow params: every field that applies to this entry point."""

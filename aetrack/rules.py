@@ -108,7 +108,51 @@ def _is_digit_list(value: str) -> bool:
 
 
 DIGIT_LIST = Rule("empty or comma-separated digits 0-9 (not all ten), e.g. '7' or '1,7'", _is_digit_list)
-DATASET = Rule("mnist, fashion_mnist or a path to a Keras-layout .npz file", lambda value: value.strip() != "")
+
+
+def label_tokens(value: str) -> tuple[str, ...]:
+    """'7, cat' -> ('7', 'cat'): the labels of an exclude_labels value, in the order given."""
+    return tuple(p.strip() for p in value.split(",")) if value.strip() else ()
+
+
+def _is_label_list(value: str) -> bool:
+    tokens = label_tokens(value)
+    return all(tokens) and len(set(tokens)) == len(tokens)
+
+
+LABEL_LIST = Rule("empty or comma-separated labels, integers or class names, each once, e.g. '7' or 'cat,dog'",
+                  _is_label_list)
+IMAGE_SIZE_PATTERN = re.compile(r"^\s*(\d{1,4})\s*[xX]\s*(\d{1,4})\s*$")
+MAX_IMAGE_SIDE = 4096
+
+
+def parse_image_size(value: str) -> tuple[int, int] | None:
+    """'32x24' -> (32, 24) (height, width); '' -> None; ValueError for anything else."""
+    if value.strip() == "":
+        return None
+    match = IMAGE_SIZE_PATTERN.match(value)
+    if not match:
+        raise ValueError(value)
+    height, width = int(match.group(1)), int(match.group(2))
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        raise ValueError(value)
+    return height, width
+
+
+def _is_image_size(value: str) -> bool:
+    try:
+        parse_image_size(value)
+    except ValueError:
+        return False
+    return True
+
+
+IMAGE_SIZE = Rule(f"empty (the images' own size) or HEIGHTxWIDTH, each 1 to {MAX_IMAGE_SIDE}, e.g. '28x28'",
+                  _is_image_size)
+COLOR_MODES = ("grayscale", "rgb")
+COLOR_MODE = Rule("empty (from the images), grayscale or rgb", lambda value: value in ("", *COLOR_MODES))
+DATASET = Rule("mnist, fashion_mnist, cifar10, digits, or a path to a .npz/.npy file, an image folder or a "
+               ".csv/.parquet table", lambda value: value.strip() != "")
 RUN_ID = Rule("empty or an MLflow run id (32 hex digits)",
               lambda value: value == "" or bool(RUN_ID_PATTERN.match(value)))
 SEARCH = Rule("at least one NAME=low:high, NAME=low:high:log or NAME=a|b|c", lambda value: bool(value.split()))

@@ -45,10 +45,15 @@ def _bad(tmp_path, **overrides):
     "overrides,message",
     [
         ({"x_train": None}, "missing arrays x_train"),
-        ({"x_train": np.zeros((20, 784), np.uint8)}, "shape (20, 784); expected (n, 28, 28)"),
-        ({"x_train": np.zeros((20, 28, 28), np.float32)}, "dtype float32; expected uint8"),
-        ({"x_test": np.full((5, 28, 28), 300, np.int32)}, "values 300..300; expected pixel values 0..255"),
+        ({"x_train": np.zeros((20, 784), np.uint8)}, "x_test has samples of shape (28, 28) but x_train (784,); "
+                                                     "expected the same shape"),
+        ({"x_train": np.zeros((20, 28, 28, 2), np.uint8)}, "shape (20, 28, 28, 2); expected (n, height, width)"),
+        ({"x_train": np.full((20, 28, 28), 2.0), "x_test": np.zeros((5, 28, 28))},
+         "values 0..2; expected floats in [0, 1]"),
+        ({"x_train": np.zeros((20, 28, 28), np.float32)}, "x_test has dtype uint8 but x_train float32"),
+        ({"x_test": np.full((5, 28, 28), 300, np.int32)}, "integer values 300..300; expected 0..255"),
         ({"x_test": np.full((5, 28, 28), -1, np.int16)}, "values -1..-1"),
+        ({"x_test": None}, "has y_test but no x_test"),
         ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros(0, np.uint8)}, "empty"),
         ({"y_train": np.zeros(7, np.uint8)}, "y_train has shape (7,); expected (20,)"),
         ({"y_test": np.zeros(5, np.float64)}, "expected integer labels"),
@@ -63,7 +68,7 @@ def test_rejects_bad_layouts(tmp_path, overrides, message):
 def test_rejects_bad_paths(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         check_dataset_spec(str(tmp_path / "missing.npz"))
-    with pytest.raises(DataError, match="is a directory"):
+    with pytest.raises(DataError, match="folder holds no images"):
         check_dataset_spec(str(tmp_path))
     text = tmp_path / "x.npz"
     text.write_text("not a zip")
@@ -85,7 +90,7 @@ def test_more_samples_than_exist(tiny_npz):
         load_dataset(str(tiny_npz), 5000, 5)
     with pytest.raises(DataError, match="test_samples 65"):
         load_dataset(str(tiny_npz), 5, 65)
-    with pytest.raises(DataError, match="after exclude_digits=1"):
+    with pytest.raises(DataError, match="after exclude_labels=1"):
         load_dataset(str(tiny_npz), 256, 5, exclude_digits=(1,))
 
 
@@ -104,6 +109,9 @@ def test_offline_download_error_is_one_clear_line(monkeypatch, tmp_path):
         load_dataset("mnist", 10, 10)
     text = str(info.value)
     assert "could not download dataset 'mnist'" in text and "--dataset /path/to/mnist.npz" in text
+    assert "--dataset digits" in text  # the offline choice
+    with pytest.raises(DataError, match=r"could not download dataset 'cifar10' .*--dataset digits"):
+        load_dataset("cifar10")
     assert "\n" not in text
 
 

@@ -1,7 +1,9 @@
-"""Loading image datasets in the Keras `mnist.npz` layout, checked and flattened to [0, 1] floats.
+"""Any dataset as flat float32 rows in the model's space, with its `SampleSpec`.
 
-Only numpy is needed to read and check a local file; Keras is imported only to download the named
-datasets (`mnist`, `fashion_mnist`) through its own cache.
+A source (named download, .npz/.npy, image folder, .csv/.parquet table; see the modules beside
+this one) gives a `Raw`; here the splits are cut (held-out test split, excluded labels, first N),
+values scaled into the model's space and the arrays used digested. numpy only at import: Keras,
+scikit-learn, PIL and pandas load only for the sources that need them.
 """
 
 from __future__ import annotations
@@ -9,17 +11,19 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aetrack.config import KNOWN_DATASETS, TrainConfig
+from aetrack.config import DEFAULT_TEST_CAP, KNOWN_DATASETS, TUTORIAL_SAMPLES, TrainConfig
+from aetrack.data.raw import Raw
 from aetrack.data.spec import MNIST_SPEC, SampleSpec
 from aetrack.errors import DataError
 
-IMAGE_SIDE = 28
+IMAGE_SIDE = 28  # MNIST's, the default spec's (MNIST_SPEC)
 IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
-REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
+ALLOWED = ("mnist, fashion_mnist, cifar10, digits, or a path to a .npz/.npy file, an image folder or a "
+           ".csv/.parquet table")
 
 
 @dataclass(frozen=True)
@@ -32,157 +36,204 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray | None
     sha256: str  # of the arrays actually used, so runs on different data never look alike
-    source: str = ""  # where the arrays came from: the .npz's absolute path or Keras' download URL
+    source: str = ""  # where the arrays came from: the file's or folder's absolute path, or the download URL
     train_sha256: str = ""  # of x_train and y_train as used (the MLflow `training` dataset's digest)
     test_sha256: str = ""  # of x_test and y_test as used (the `evaluation` dataset's digest)
     spec: SampleSpec = MNIST_SPEC  # what one sample is
+    excluded_labels: tuple[int, ...] = ()  # label indices left out of training (class names resolved)
 
 
 def load_dataset(
     spec: str,
-    train_samples: int,
-    test_samples: int,
-    exclude_digits: tuple[int, ...] = (),
+    train_samples: int = 0,
+    test_samples: int = 0,
+    exclude_digits: tuple[int | str, ...] = (),
+    *,
+    validation_split: float = 0.1,
+    seed: int = 0,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str = "",
+    label_column: str = "",
 ) -> Dataset:
-    """Load `mnist`, `fashion_mnist` or a Keras-layout .npz path; keep the first N of each split.
+    """Load a dataset (see ALLOWED) and cut its splits.
 
-    `exclude_digits` drops those labels from the training split before taking the first N, so a
-    model can be trained without a class (the test split keeps every label).
+    With no test split, a seeded `validation_split` fraction of the training data becomes it.
+    `exclude_digits` (labels: integers or class names) then drops those labels from the training
+    split before the first `train_samples` are taken (the test split keeps every label). 0 samples
+    means the default: TUTORIAL_SAMPLES for mnist/fashion_mnist, else all (test: at most
+    DEFAULT_TEST_CAP).
     """
-    arrays, name = _read_arrays(spec)
-    _check_layout(arrays, spec)
-    x_train, y_train = arrays["x_train"], arrays["y_train"]
-    if exclude_digits:
-        keep = ~np.isin(y_train, exclude_digits)
+    raw = _read(spec, image_size, color_mode, label_column)
+    x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
+    if x_test is None:
+        x_train, y_train, x_test, y_test = _hold_out(raw, validation_split, seed, spec)
+    excluded = _resolve_labels(exclude_digits, raw, spec)
+    if excluded:
+        keep = ~np.isin(y_train, excluded)
         x_train, y_train = x_train[keep], y_train[keep]
-    note = f" after exclude_digits={','.join(map(str, exclude_digits))}" if exclude_digits else ""
-    x_train, y_train = _first(x_train, y_train, train_samples, "train_samples", "training", spec, note)
-    x_test, y_test = _first(arrays["x_test"], arrays["y_test"], test_samples, "test_samples", "test", spec)
+    note = f" after exclude_labels={','.join(map(str, exclude_digits))}" if excluded else ""
+    tutorial = TUTORIAL_SAMPLES.get(raw.name)
+    noun = "images" if raw.spec.is_image else "rows"
+    n_train = _count(train_samples, len(x_train), tutorial[0] if tutorial else None, "train_samples",
+                     f"training {noun}", spec, note)
+    n_test = _count(test_samples, len(x_test), tutorial[1] if tutorial else DEFAULT_TEST_CAP, "test_samples",
+                    f"test {noun}", spec)
+    x_train, x_test = x_train[:n_train], x_test[:n_test]
+    y_train = None if y_train is None else y_train[:n_train]
+    y_test = None if y_test is None else y_test[:n_test]
+    if len(x_train) == 0:
+        raise DataError(f"invalid exclude_labels {','.join(map(str, exclude_digits))!r}: dataset {spec!r} has no "
+                        f"training samples left; expected labels that leave some")
+    sample_spec, (flat_train, flat_test) = _to_model_space(raw, x_train, x_test)
     return Dataset(
-        name=name,
-        x_train=flatten(x_train),
-        y_train=y_train.astype(np.int64),
-        x_test=flatten(x_test),
-        y_test=y_test.astype(np.int64),
+        name=raw.name,
+        x_train=flat_train,
+        y_train=None if y_train is None else y_train.astype(np.int64),
+        x_test=flat_test,
+        y_test=None if y_test is None else y_test.astype(np.int64),
         sha256=_sha256(x_train, y_train, x_test, y_test),
-        source=_source(spec),
+        source=raw.source,
         train_sha256=_sha256(x_train, y_train),
         test_sha256=_sha256(x_test, y_test),
+        spec=sample_spec,
+        excluded_labels=excluded,
     )
-
-
-def _sha256(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-# Where `keras.datasets.<name>.load_data()` downloads from (keras/src/datasets/*.py).
-KERAS_ORIGINS = {
-    "mnist": "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
-    "fashion_mnist": "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
-}
-
-
-def _source(spec: str) -> str:
-    return KERAS_ORIGINS[spec] if spec in KNOWN_DATASETS else os.path.abspath(spec)
 
 
 def dataset_for(config: TrainConfig) -> Dataset:
     """The dataset a training config asks for."""
-    return load_dataset(config.dataset, config.train_samples, config.test_samples, config.excluded_digits)
+    return load_dataset(config.dataset, config.train_samples, config.test_samples, config.excluded_labels,
+                        validation_split=config.validation_split, seed=config.seed, image_size=config.image_hw,
+                        color_mode=config.color_mode, label_column=config.label_column)
 
 
-def flatten(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 784) in [0, 1], as the tutorial does (divide by 255)."""
-    return images.reshape(len(images), IMAGE_PIXELS).astype(np.float32) / 255.0
+def flatten(images: np.ndarray, scale: float = 255.0) -> np.ndarray:
+    """(n, ...) stored values -> float32 (n, size) rows divided by `scale` (uint8 pixels: 255, as the
+    tutorial does)."""
+    return images.reshape(len(images), -1).astype(np.float32) / scale
 
 
 def check_dataset_spec(spec: str) -> None:
-    """Cheap early check of a dataset argument (no download, no TensorFlow); raise DataError."""
-    if spec in KNOWN_DATASETS:
-        return
-    _check_path(spec)
+    """Cheap early check of a dataset argument (no download, no decoding, no TensorFlow); raise DataError."""
+    if spec not in KNOWN_DATASETS:
+        _kind_of_path(spec)
 
 
-def _read_arrays(spec: str) -> tuple[dict[str, np.ndarray], str]:
-    if spec in KNOWN_DATASETS:
-        return _download(spec), spec
-    _check_path(spec)
-    try:
-        with np.load(spec, allow_pickle=False) as npz:
-            missing = [k for k in REQUIRED_KEYS if k not in npz.files]
-            if missing:
-                raise DataError(
-                    f"invalid dataset {spec!r}: missing arrays {', '.join(missing)}; expected a "
-                    f"Keras-layout .npz with {', '.join(REQUIRED_KEYS)} (found: {', '.join(npz.files) or 'none'})"
-                )
-            arrays = {k: npz[k] for k in REQUIRED_KEYS}
-    except DataError:
-        raise
-    except ValueError as exc:
-        # allow_pickle=False refuses object arrays: never unpickle data from a file.
-        raise DataError(f"invalid dataset {spec!r}: {exc}; expected numeric arrays") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"invalid dataset {spec!r}: not a readable .npz file ({exc})") from None
-    stem = os.path.splitext(os.path.basename(spec))[0]
-    return arrays, stem
+def _sha256(*arrays: np.ndarray | None) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is not None:  # unlabelled data: the samples alone
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
-def _check_path(spec: str) -> None:
-    allowed = f"{', '.join(KNOWN_DATASETS)} or a path to a Keras-layout .npz file"
+def _read(spec: str, image_size, color_mode: str, label_column: str) -> Raw:
+    kind = "named" if spec in KNOWN_DATASETS else _kind_of_path(spec)
+    if (image_size or color_mode) and kind != "folder":
+        option = "image_size" if image_size else "color_mode"
+        raise DataError(f"invalid {option} for dataset {spec!r}: it applies to image folders only; expected it "
+                        f"empty for a {kind} dataset")
+    if label_column and kind not in ("table", "table folder"):
+        raise DataError(f"invalid label_column {label_column!r} for dataset {spec!r}: it applies to "
+                        f".csv/.parquet tables only; expected it empty for a {kind} dataset")
+    if kind == "named":
+        from aetrack.data.named import read_named
+
+        return read_named(spec)
+    if kind in ("folder", "table folder", "table"):
+        from aetrack.data import folders, tables
+
+        if kind == "folder":
+            return folders.read_image_folder(spec, image_size, color_mode)
+        if kind == "table folder":
+            return tables.read_table_folder(spec, label_column)
+        return tables.read_table(spec, label_column)
+    from aetrack.data import arrays
+
+    return arrays.read_npy(spec) if kind == "npy" else arrays.read_npz(spec)
+
+
+def _kind_of_path(spec: str) -> str:
+    """'npz', 'npy', 'table', 'folder' or 'table folder'; DataError when the path cannot be a dataset."""
+    from aetrack.data import folders, tables
+    from aetrack.data.arrays import is_npy
+
+    where = f"invalid dataset {spec!r}"
     if not os.path.exists(spec):
-        # A bare word like 'cifar10' is most likely a dataset name, not a path: say which names exist.
-        looks_like_name = os.sep not in spec and not spec.endswith(".npz")
+        # A bare word like 'cifar100' is most likely a dataset name, not a path: say which names exist.
+        looks_like_name = os.sep not in spec and "." not in spec
         problem = "unknown dataset name and no such file" if looks_like_name else "no such file"
-        raise DataError(f"invalid dataset {spec!r}: {problem}; expected {allowed}")
+        raise DataError(f"{where}: {problem}; expected {ALLOWED}")
     if os.path.isdir(spec):
-        raise DataError(f"invalid dataset {spec!r}: is a directory; expected {allowed}")
+        if tables.split_files(spec)[0]:
+            return "table folder"
+        if not folders.has_images(spec):
+            raise DataError(f"{where}: folder holds no images; expected {folders.EXTENSIONS_TEXT} files in it, "
+                            f"in class subfolders or in train/ and test/ (or a train.csv/train.parquet table)")
+        return "folder"
+    if spec.lower().endswith(tables.TABLE_EXTENSIONS):
+        return "table"
+    if spec.lower().endswith(".npy") or is_npy(spec):
+        return "npy"
     if not zipfile.is_zipfile(spec):
-        raise DataError(f"invalid dataset {spec!r}: not an .npz (zip) file; expected {allowed}")
+        raise DataError(f"{where}: not an .npz (zip) file; expected {ALLOWED}")
+    return "npz"
 
 
-def _download(name: str) -> dict[str, np.ndarray]:
-    import keras  # heavy: only for the named datasets
-
-    loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}[name]
-    try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
-    except Exception as exc:  # keras raises a bare Exception("URL fetch failure ...") when offline
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"could not download dataset {name!r} ({reason}); offline? pass a local Keras-layout "
-            f"file instead: --dataset /path/to/{name}.npz (or -P dataset=/path/to/{name}.npz)"
-        ) from None
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-
-
-def _check_layout(arrays: dict[str, np.ndarray], spec: str) -> None:
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        where = f"invalid dataset {spec!r}: x_{split}"
-        if x.ndim != 3 or x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-            raise DataError(f"{where} has shape {x.shape}; expected (n, 28, 28) images")
-        if len(x) == 0:
-            raise DataError(f"{where} is empty; expected at least one image")
-        if not np.issubdtype(x.dtype, np.integer):
-            raise DataError(f"{where} has dtype {x.dtype}; expected uint8 pixel values 0..255")
-        low, high = int(x.min()), int(x.max())
-        if low < 0 or high > 255:
-            raise DataError(f"{where} has values {low}..{high}; expected pixel values 0..255")
-        if y.ndim != 1 or len(y) != len(x):
-            raise DataError(
-                f"invalid dataset {spec!r}: y_{split} has shape {y.shape}; expected ({len(x)},) labels"
-            )
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"invalid dataset {spec!r}: y_{split} has dtype {y.dtype}; expected integer labels")
+def _hold_out(raw: Raw, fraction: float, seed: int, spec: str):
+    """A seeded `fraction` of the training samples as the test split; both keep the file's order."""
+    n = len(raw.x_train)
+    n_test = max(1, int(round(fraction * n)))
+    if n - n_test < 1:
+        raise DataError(f"invalid dataset {spec!r}: {n} sample(s) and no test split; expected at least 2 "
+                        f"samples, or a test split of its own")
+    order = np.random.default_rng(seed).permutation(n)
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    labels = raw.y_train
+    return (raw.x_train[train], None if labels is None else labels[train],
+            raw.x_train[test], None if labels is None else labels[test])
 
 
-def _first(x, y, n: int, param: str, split: str, spec: str, note: str = ""):
-    if n > len(x):
-        raise DataError(
-            f"invalid {param} {n}: dataset {spec!r} has only {len(x)} {split} images{note}; "
-            f"expected {param} <= {len(x)}"
-        )
-    return x[:n], y[:n]
+def _resolve_labels(tokens: tuple[int | str, ...], raw: Raw, spec: str) -> tuple[int, ...]:
+    """Excluded labels as label indices: class names looked up in spec.label_names, integers as they are."""
+    if not tokens:
+        return ()
+    shown = ",".join(map(str, tokens))
+    if raw.y_train is None:
+        raise DataError(f"invalid exclude_labels {shown!r}: dataset {spec!r} has no labels; expected it empty")
+    names = raw.spec.label_names
+    resolved = set()
+    for token in tokens:
+        text = str(token).strip()
+        if text in names:
+            resolved.add(names.index(text))
+        elif text.isdigit() and (not names or int(text) < len(names)):
+            resolved.add(int(text))
+        else:
+            allowed = f"class names ({', '.join(names)}) or label indices 0-{len(names) - 1}" if names \
+                else "integer labels"
+            raise DataError(f"invalid exclude_labels {shown!r}: dataset {spec!r} has no label {text!r}; "
+                            f"expected {allowed}")
+    return tuple(sorted(resolved))
+
+
+def _count(n: int, available: int, default: int | None, param: str, what: str, spec: str, note: str = "") -> int:
+    if n == 0:  # the default: never more than there is
+        return available if default is None else min(default, available)
+    if n > available:
+        raise DataError(f"invalid {param} {n}: dataset {spec!r} has only {available} {what}{note}; "
+                        f"expected {param} <= {available}")
+    return n
+
+
+def _to_model_space(raw: Raw, x_train: np.ndarray, x_test: np.ndarray):
+    """(spec with the scaling, (flat train, flat test)): stored values divided by raw.scale, or
+    standardised with the training split's mean and std (a constant feature: std 1)."""
+    if not raw.standardise:
+        return raw.spec, (flatten(x_train, raw.scale), flatten(x_test, raw.scale))
+    train = x_train.reshape(len(x_train), -1).astype(np.float64)
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std[std == 0] = 1.0
+    spec = replace(raw.spec, value_range=None, feature_mean=tuple(map(float, mean)), feature_std=tuple(map(float, std)))
+    scaled = [((x.reshape(len(x), -1) - mean) / std).astype(np.float32) for x in (x_train, x_test)]
+    return spec, tuple(scaled)

@@ -47,3 +47,54 @@ def write_npz(path: Path, n_train: int = 256, n_test: int = 64, seed: int = 0, *
     arrays.update(overrides)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     return path
+
+
+# Makers of tiny datasets of other shapes: each writes real files and returns what a loader should
+# read back, so tests assert on values.
+
+def pixels(n: int, height: int, width: int, channels: int, seed: int = 0) -> np.ndarray:
+    """Seeded uint8 images (n, height, width, channels)."""
+    return np.random.default_rng(seed).integers(0, 256, size=(n, height, width, channels), dtype=np.uint8)
+
+
+def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 3,
+                       size: tuple[int, int] = (6, 5), channels: int = 3, seed: int = 0,
+                       extension: str = "png") -> dict[str, np.ndarray]:
+    """PNG (or `extension`) images under `root`: one subfolder per class, or loose files when
+    `classes` is empty. Returns {path relative to root: uint8 (height, width, channels)}, in the
+    sorted order a loader reads them (classes sorted, files 000, 001, ... within each)."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    written: dict[str, np.ndarray] = {}
+    for k, name in enumerate(sorted(classes) or [""]):
+        folder = root / name if name else root
+        folder.mkdir(exist_ok=True)
+        images = pixels(per_class, *size, channels, seed=seed + k)
+        for i, image in enumerate(images):
+            relative = f"{name}/{i:03d}.{extension}" if name else f"{i:03d}.{extension}"
+            mode = "RGB" if channels == 3 else "L"
+            Image.fromarray(image if channels == 3 else image[:, :, 0], mode).save(root / relative)
+            written[relative] = image
+    return written
+
+
+def table_frame(n: int, seed: int = 0, labels: tuple[str, ...] = ("ham", "spam"), label_column: str = "kind"):
+    """A pandas DataFrame: float columns a, b, c (c constant), and a string label column."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.normal(5.0, 2.0, n), "b": rng.uniform(-3.0, 3.0, n), "c": np.full(n, 7.0)})
+    if labels:
+        frame[label_column] = [labels[i % len(labels)] for i in range(n)]
+    return frame
+
+
+def write_table(path: Path, frame) -> Path:
+    """`frame` as .csv (no index) or .parquet, by the path's suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
