@@ -76,7 +76,12 @@ class TrainConfig:
         float_range(0.0, 1000.0),
     )
     learning_rate: float = _param(0.001, "Adam learning rate.", float_range(0.0, 10.0, low_open=True))
-    loss: str = _param("bce", "Training loss: bce (binary cross-entropy) or mse.", choice(*LOSSES))
+    loss: str = _param(
+        "", "Training loss: bce (binary cross-entropy) or mse; empty: bce for data in [0, 1] (images, the "
+        "tutorial's), mse for standardised tables.",
+        Rule("empty (bce for data in [0, 1], mse for standardised tables), bce or mse",
+             lambda value: value in ("", *LOSSES)),
+    )
     train_samples: int = _param(
         0, "Training samples used (the first N); 0: 30000 for mnist and fashion_mnist (also a local "
         "mnist.npz or fashion_mnist.npz), else all of them.",
@@ -159,9 +164,6 @@ class TrainConfig:
             rule = field_rule(f)
             if rule is not None and not rule.check(value):
                 raise ConfigError(f.name, value, rule.allowed)
-        if self.architecture == "vae" and self.loss != "bce":
-            raise ConfigError("loss", self.loss, "bce with architecture vae (its decoder is Bernoulli: the "
-                              "loss is the negative ELBO, summed binary cross-entropy + KL)")
         if self.exclude_digits and self.exclude_labels and \
                 set(label_tokens(self.exclude_digits)) != set(label_tokens(self.exclude_labels)):
             raise ConfigError("exclude_labels", self.exclude_labels, f"the same labels as exclude_digits "
@@ -169,6 +171,13 @@ class TrainConfig:
         if not self.model_prefix:
             return dataclasses.replace(self, model_prefix=f"aetrack-{self.entry_point}")
         return self
+
+    def for_data(self, bounded: bool) -> "TrainConfig":
+        """The config with an empty `loss` resolved for the data: bce when its values lie in [0, 1]
+        (`bounded`), mse otherwise. Whether the loss suits the data is models.check_loss_for's job."""
+        if self.loss:
+            return self
+        return dataclasses.replace(self, loss="bce" if bounded else "mse")
 
     @property
     def denoising(self) -> bool:

@@ -34,8 +34,9 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
     run = resumable_run(client, run_id, timeout_s)
     # A mirrored run resumes mirrored, with its steps_per_execution.
     config = for_strategy(config_of(run, experiment_name_of(client, run)))
-    checkpoint = checkpoint_for(client, run_id, config)
     dataset = dataset_for(config)
+    config = config.for_data(dataset.spec.bounded)  # as train() resolved it; `mlflow run` logged loss ''
+    checkpoint = checkpoint_for(client, run_id, config)
     trained_shape = run.data.tags.get(SAMPLE_SHAPE_TAG, dataset.spec.shape_text())
     if trained_shape != dataset.spec.shape_text():
         raise ResumeError(f"cannot resume run {run_id}: it trained on samples of shape {trained_shape} but dataset "

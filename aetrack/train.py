@@ -33,6 +33,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
     # Everything that can be wrong with the input fails here, before a run exists.
     with phase("load data"):
         dataset = dataset if dataset is not None else dataset_for(config)
+        config = config.for_data(dataset.spec.bounded)
         check_loss_for(dataset.spec, config.loss, config.architecture)
     with phase("check store, init_model"):
         check_tracking_store(tracking_uri())

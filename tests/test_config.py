@@ -9,8 +9,12 @@ from tests.helpers.processes import REPO
 
 def test_defaults_are_the_seed_tutorials():
     c = TrainConfig()
-    assert (c.epochs, c.batch_size, c.code_size, c.learning_rate, c.loss) == (10, 64, 64, 0.001, "bce")
-    assert (c.train_samples, c.test_samples, c.seed, c.dataset) == (30000, 100, 0, "mnist")
+    assert (c.epochs, c.batch_size, c.code_size, c.learning_rate, c.loss) == (10, 64, 64, 0.001, "")
+    # Defaults that serve any data: mnist's images are in [0, 1], so its empty loss is the tutorial's
+    # bce; 0 samples are its 30,000 / 100 (tests/test_data.py reads them back).
+    assert c.for_data(bounded=True).loss == "bce" and c.for_data(bounded=False).loss == "mse"
+    assert TrainConfig(loss="mse").for_data(bounded=True).loss == "mse"
+    assert (c.train_samples, c.test_samples, c.seed, c.dataset) == (0, 0, 0, "mnist")
     assert c.noise_factor == 0.4 and c.init_model == ""
 
 
@@ -59,7 +63,7 @@ def test_parse_value_accepts(name, raw, value):
     "name,raw,allowed",
     [("epochs", "0", "integer from 1"), ("epochs", "ten", "integer from 1"), ("batch_size", "-5", "integer"),
      ("learning_rate", "0", "> 0"), ("learning_rate", "nan", "> 0"), ("noise_factor", "-0.1", ">= 0"),
-     ("noise_factor", "100", "<= 5"), ("loss", "hinge", "bce, mse"), ("register", "maybe", "true or false"),
+     ("noise_factor", "100", "<= 5"), ("loss", "hinge", "bce or mse"), ("register", "maybe", "true or false"),
      ("model_prefix", "has space", "letters"), ("exclude_digits", "12", "digits 0-9")],
 )
 def test_parse_value_rejects_with_the_rule(name, raw, allowed):
