@@ -13,8 +13,10 @@ from aetrack import images
 from aetrack.data import Dataset, SampleSpec, image_spec
 from aetrack.data.spec import TABLE
 from aetrack.evaluation import final_metrics, per_image_ssim
+from aetrack.noise import RunNoise
 from aetrack.names import SAMPLE_SPEC_KEY, feature_error_metric, final_metric_names
 from aetrack.tracking import plots
+from tests.helpers.artifacts import step_images
 
 PAD = images.PAD
 SMALL = image_spec(8, 8, 1)
@@ -128,6 +130,12 @@ def test_table_metrics_mse_mae_and_worst_features():
     some = final_metrics(lambda x: x * 0.5, unit, unit, None, excluded_digits=(1,), spec=bounded)
     assert "test_bce" in some and "anomaly_auc" not in some
     assert {"test_bce", "test_mse", "test_mae"} == set(final_metric_names("basic", "dense", False, kind="table"))
+    # A denoising table run: the noisy input's MSE and the MSE at each noise level, as named.
+    noisy = final_metrics(lambda x: x * 0.5, unit, unit, None, noise=RunNoise(0, 0.4), spec=bounded)
+    assert set(noisy) - {m for m in noisy if m.startswith("test_mse.")} == set(
+        final_metric_names("denoise", "dense", False, kind="table"))
+    assert noisy["test_mse_noise_0.2"] == pytest.approx(np.mean((unit - RunNoise(0, 0.4).at_level(unit, 0.2) * 0.5)
+                                                                ** 2))
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -161,6 +169,13 @@ def test_colour_figures_and_the_manifold_of_any_image_shape():
 # --- a table model logged to a real store ---------------------------------------------------------
 
 
+def read_png(client, run_id, path, tmp_path):
+    from PIL import Image
+
+    with Image.open(client.download_artifacts(run_id, path, str(tmp_path))) as image:
+        return np.asarray(image)
+
+
 def tiny_table_model(spec: SampleSpec, code_size: int):
     import keras
 
@@ -174,6 +189,8 @@ def test_table_run_logs_spec_models_datasets_and_figures(tracking, tmp_path):
     import mlflow
 
     from aetrack.config import TrainConfig
+    from aetrack.tracking.background import BackgroundCalls
+    from aetrack.tracking.callbacks import image_loggers
     from aetrack.tracking.logged_models import log_models
     from aetrack.tracking.records import record_run_inputs
 
@@ -193,6 +210,25 @@ def test_table_run_logs_spec_models_datasets_and_figures(tracking, tmp_path):
         metrics.update({feature_error_metric(f"{name} (ü/%)"): 1.0 for name in FEATURES})
         mlflow.log_metrics(metrics)
         paths = plots.log_final_figures(client, run_id, model, config, dataset, x_test, {"loss": [1.0]})
+        with BackgroundCalls(run_id) as calls:  # the per-epoch images: a heat map of the same rows each step
+            [logger] = image_loggers(client, run_id, calls, config, x_test, x_test, spec=TABLE_SPEC)
+            logger.set_model(model)
+            logger.on_train_begin()
+            model.get_layer("decoder").layers[-1].bias.assign(np.ones(5, np.float32))
+            logger.on_epoch_end(0)
+    stepped = step_images(run_id)
+    assert sorted(stepped["reconstruction"]) == [0, 1] and sorted(stepped["latent_codes"]) == [0, 1]
+    sample = images.sample_indices(6, 3, config.seed)
+    cell_h, cell_w = images.table_cell(TABLE_SPEC)
+    h, w = 2 * cell_h, 5 * cell_w
+    frames = [read_png(client, run_id, stepped["reconstruction"][step], tmp_path) for step in (0, 1)]
+    outputs = model(x_test[sample], training=False).numpy()
+    for i in range(3):
+        originals = [tile(frame, i, 0, h, w)[0, ::cell_w] for frame in frames]
+        np.testing.assert_array_equal(originals[0], images.table_colours(x_test[sample[i]], TABLE_SPEC))
+        np.testing.assert_array_equal(originals[0], originals[1])  # the same rows every epoch
+        reconstructed = tile(frames[1], i, 0, h, w)[cell_h, ::cell_w]
+        np.testing.assert_array_equal(reconstructed, images.table_colours(outputs[i], TABLE_SPEC))
     assert set(paths) == {f"figures/{n}" for n in ("reconstructions.png", "loss_curves.png", "latent_map.png",
                                                     "feature_errors.png")}
     assert set(client.get_run(run_id).data.metrics) == set(metrics)
