@@ -254,3 +254,18 @@ def test_table_run_logs_spec_models_datasets_and_figures(tracking, tmp_path):
     assert [c["name"] for c in json.loads(training.schema)["mlflow_colspec"]] == list(FEATURES)  # no label column
     assert json.loads(training.profile)["num_rows"] == 20
     assert found["evaluation"][1]["rows"] == "6"
+
+
+def test_registered_version_tags_and_description_name_the_kind_and_shape():
+    from aetrack.config import TrainConfig
+    from aetrack.tracking.registry import version_description, version_tags
+
+    config = TrainConfig(code_size=2, loss="mse")
+    tags = version_tags(config, "run", "sha", {"test_mse": 0.25}, spec=TABLE_SPEC)
+    assert (tags["data_kind"], tags["sample_shape"], tags["test_mse"]) == ("table", "5", "0.25")
+    assert (version_tags(config, "run", "sha", {})["sample_shape"]) == "28x28x1"  # MNIST by default
+    table = Dataset("people", np.zeros((20, 5), np.float32), None, np.zeros((6, 5), np.float32), None, "",
+                    spec=TABLE_SPEC)
+    # Unbounded data has no bce: the headline is test_mse.
+    assert version_description("r1", table, {"test_mse": 0.25}) == (
+        "Trained by run r1 on people (20 training samples, 5-feature table). test_mse 0.2500 on 6 test samples.")
