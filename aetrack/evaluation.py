@@ -1,8 +1,10 @@
 """Final test-set metrics, computed in numpy from the model's outputs.
 
-Images are flattened (n, 784) floats in [0, 1]. Per-image metrics (PSNR, SSIM) are computed image
-by image and then averaged, so one blank image cannot dominate the mean the way it would if the
-MSE were pooled first.
+Samples are flat (n, spec.size) floats in the model's space (`aetrack.data.spec`): images in
+[0, 1], tables standardised. Per-image metrics (PSNR, SSIM) are computed image by image and then
+averaged, so one blank image cannot dominate the mean the way it would if the MSE were pooled
+first. Which metrics a run gets depends on the spec: bce only for bounded data, PSNR and SSIM only
+for images, MAE and the worst features' errors only for tables (names.final_metric_names).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from aetrack.data import IMAGE_SIDE
-from aetrack.names import NOISE_LEVELS, digit_error_metric, noise_level_metric
+from aetrack.data import MNIST_SPEC, SampleSpec
+from aetrack.names import NOISE_LEVELS, WORST_FEATURES, digit_error_metric, feature_error_metric, noise_level_metric
 from aetrack.noise import RunNoise
 
 # Keras clips probabilities to [eps, 1 - eps] inside binary cross-entropy; do the same.
@@ -73,11 +75,29 @@ def psnr(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0) -> flo
     return float(np.mean(per_image_psnr(target, predicted, max_val)))
 
 
-def per_image_ssim(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0) -> np.ndarray:
-    """SSIM of each 28x28 image, shape (n,); the same formula and defaults as `tf.image.ssim`."""
-    x = target.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.float64)
-    y = predicted.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.float64)
-    kernel = _gaussian_kernel(_SSIM_FILTER_SIZE, _SSIM_FILTER_SIGMA)
+def per_image_ssim(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0,
+                   spec: SampleSpec = MNIST_SPEC) -> np.ndarray:
+    """SSIM of each HxWxC image, shape (n,): the formula and defaults of `tf.image.ssim`, per
+    channel, then averaged over the channels (as tf.image.ssim does)."""
+    height, width, channels = spec.shape
+    n = len(np.asarray(target).reshape(-1, spec.size))
+    # Channels become images of their own: (n, H, W, C) -> (n * C, H, W), sample-major.
+    x = np.moveaxis(np.asarray(target).reshape(n, height, width, channels), 3, 1).reshape(-1, height, width)
+    y = np.moveaxis(np.asarray(predicted).reshape(n, height, width, channels), 3, 1).reshape(-1, height, width)
+    per_channel = _ssim_2d(x.astype(np.float64), y.astype(np.float64), max_val)
+    return per_channel.reshape(n, channels).mean(axis=1)
+
+
+def ssim_window(height: int, width: int) -> tuple[int, float]:
+    """(size, sigma) of the Gaussian window: tf.image.ssim's 11 and 1.5, shrunk with the same
+    sigma/size ratio for images smaller than 11 pixels a side (tf.image.ssim refuses those)."""
+    size = min(_SSIM_FILTER_SIZE, height, width)
+    return size, _SSIM_FILTER_SIGMA * size / _SSIM_FILTER_SIZE
+
+
+def _ssim_2d(x: np.ndarray, y: np.ndarray, max_val: float) -> np.ndarray:
+    """SSIM of each of the (m, H, W) greyscale images, shape (m,)."""
+    kernel = _gaussian_kernel(*ssim_window(*x.shape[1:]))
 
     def local_mean(images: np.ndarray) -> np.ndarray:
         windows = np.lib.stride_tricks.sliding_window_view(images, kernel.shape, axis=(1, 2))
@@ -93,9 +113,9 @@ def per_image_ssim(target: np.ndarray, predicted: np.ndarray, max_val: float = 1
     return np.mean(luminance * contrast_structure, axis=(1, 2))
 
 
-def ssim(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0) -> float:
+def ssim(target: np.ndarray, predicted: np.ndarray, max_val: float = 1.0, spec: SampleSpec = MNIST_SPEC) -> float:
     """Mean over images of the per-image SSIM (1.0 for identical images)."""
-    return float(np.mean(per_image_ssim(target, predicted, max_val)))
+    return float(np.mean(per_image_ssim(target, predicted, max_val, spec=spec)))
 
 
 def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
@@ -124,50 +144,102 @@ def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def reconstruction_metrics(target: np.ndarray, predicted: np.ndarray, prefix: str = "test") -> dict[str, float]:
-    """`<prefix>_bce` and `<prefix>_mse` of predicted images against the clean targets."""
-    return {
-        f"{prefix}_bce": binary_crossentropy(target, predicted),
-        f"{prefix}_mse": mean_squared_error(target, predicted),
-    }
+def to_unit_range(values: np.ndarray, spec: SampleSpec) -> np.ndarray:
+    """Bounded values mapped onto [0, 1] (unchanged for images, whose range is (0, 1))."""
+    low, high = spec.value_range
+    return values if (low, high) == (0.0, 1.0) else (values.astype(np.float64) - low) / (high - low)
 
 
-def image_quality_metrics(target: np.ndarray, predicted: np.ndarray, prefix: str = "test") -> dict[str, float]:
+def reconstruction_metrics(target: np.ndarray, predicted: np.ndarray, prefix: str = "test",
+                           spec: SampleSpec = MNIST_SPEC) -> dict[str, float]:
+    """`<prefix>_bce` (bounded data only) and `<prefix>_mse` of predictions against the clean targets;
+    tables add `<prefix>_mae`."""
+    metrics = {}
+    if spec.bounded:
+        metrics[f"{prefix}_bce"] = binary_crossentropy(to_unit_range(target, spec), to_unit_range(predicted, spec))
+    metrics[f"{prefix}_mse"] = mean_squared_error(target, predicted)
+    if not spec.is_image:
+        metrics[f"{prefix}_mae"] = float(np.mean(np.abs(target.astype(np.float64) - predicted.astype(np.float64))))
+    return metrics
+
+
+def image_quality_metrics(target: np.ndarray, predicted: np.ndarray, prefix: str = "test",
+                          spec: SampleSpec = MNIST_SPEC) -> dict[str, float]:
     """`<prefix>_psnr` (dB) and `<prefix>_ssim` of predicted images against the clean targets."""
-    return {f"{prefix}_psnr": psnr(target, predicted), f"{prefix}_ssim": ssim(target, predicted)}
+    max_val = spec.value_range[1] - spec.value_range[0]
+    return {f"{prefix}_psnr": psnr(target, predicted, max_val),
+            f"{prefix}_ssim": ssim(target, predicted, max_val, spec)}
+
+
+def per_feature_mse(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Mean squared error of each feature (column) over the samples, shape (features,)."""
+    return np.mean((target.astype(np.float64) - predicted.astype(np.float64)) ** 2, axis=0)
+
+
+def feature_names(spec: SampleSpec) -> tuple[str, ...]:
+    """A table's feature names, or `feature_<i>` where the data named none."""
+    return spec.feature_names or tuple(f"feature_{i}" for i in range(spec.size))
+
+
+def worst_feature_metrics(target: np.ndarray, predicted: np.ndarray, spec: SampleSpec,
+                          count: int = WORST_FEATURES) -> dict[str, float]:
+    """`test_mse.<feature>` of the `count` features reconstructed worst (in the model's space, so
+    standardised features compare), worst first."""
+    errors = per_feature_mse(target.reshape(-1, spec.size), predicted.reshape(-1, spec.size))
+    names = feature_names(spec)
+    worst = np.argsort(-errors, kind="stable")[:count]
+    return {feature_error_metric(names[i]): float(errors[i]) for i in worst}
+
+
+def quality_metrics(target: np.ndarray, predicted: np.ndarray, prefix: str, spec: SampleSpec) -> dict[str, float]:
+    """PSNR and SSIM for images; the MSE for tables (a noisy input's baseline)."""
+    if spec.is_image:
+        return image_quality_metrics(target, predicted, prefix, spec)
+    return {f"{prefix}_mse": mean_squared_error(target, predicted)}
 
 
 def final_metrics(
     reconstruct: Reconstruct,
     clean: np.ndarray,
     inputs: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     noise: RunNoise | None = None,
     excluded_digits: tuple[int, ...] = (),
     moments: Moments | None = None,
+    spec: SampleSpec = MNIST_SPEC,
 ) -> dict[str, float]:
-    """Every end-of-run metric of one model on the test images.
+    """Every end-of-run metric of one model on the test samples (names: names.final_metric_names).
 
-    `inputs` are what the model saw during validation (the noisy images when `noise` is given),
+    `inputs` are what the model saw during validation (the noisy samples when `noise` is given),
     `clean` the targets. Names are the same for every entry point; a denoising run adds the noisy
-    input's own PSNR/SSIM, `psnr_gain_db` and `test_psnr_noise_<level>`; a run that excluded
-    digits adds `anomaly_auc` (excluded digits vs the rest, scored by the per-image error on the
-    clean images) and `test_mse_digit_<d>` for each digit in the test images. Given a vae's
-    `moments`, it adds `test_elbo` (negative ELBO, nats per image, on `inputs`).
+    input's own PSNR/SSIM, `psnr_gain_db` and `test_psnr_noise_<level>` (tables: `noisy_mse` and
+    `test_mse_noise_<level>`); a run that excluded labels adds `anomaly_auc` (excluded vs the
+    rest, scored by the per-sample error on the clean samples) and `test_mse_digit_<d>` for each
+    label in the test samples. Given a vae's `moments` and bounded data, it adds `test_elbo`
+    (negative ELBO, nats per sample, on `inputs`). Tables add `test_mae` and the worst features'
+    `test_mse.<feature>`.
     """
     predicted = reconstruct(inputs)
-    metrics = reconstruction_metrics(clean, predicted)
-    metrics.update(image_quality_metrics(clean, predicted))
+    metrics = reconstruction_metrics(clean, predicted, spec=spec)
+    if spec.is_image:
+        metrics.update(image_quality_metrics(clean, predicted, spec=spec))
+    else:
+        metrics.update(worst_feature_metrics(clean, predicted, spec))
     if noise is not None:
-        metrics.update(image_quality_metrics(clean, inputs, prefix="noisy"))
-        metrics["psnr_gain_db"] = metrics["test_psnr"] - metrics["noisy_psnr"]
+        metrics.update(quality_metrics(clean, inputs, "noisy", spec))
+        if spec.is_image:
+            metrics["psnr_gain_db"] = metrics["test_psnr"] - metrics["noisy_psnr"]
         for level in NOISE_LEVELS:
-            metrics[noise_level_metric(level)] = psnr(clean, reconstruct(noise.at_level(clean, level)))
-    if excluded_digits:
+            denoised = reconstruct(noise.at_level(clean, level))
+            if spec.is_image:
+                metrics[noise_level_metric(level)] = psnr(clean, denoised, spec.value_range[1] - spec.value_range[0])
+            else:
+                metrics[noise_level_metric(level, "mse")] = mean_squared_error(clean, denoised)
+    if excluded_digits and labels is not None:
         metrics.update(anomaly_metrics(reconstruct, clean, labels, excluded_digits))
-    if moments is not None:
+    if moments is not None and spec.bounded:
         mean, log_var = moments(inputs)
-        metrics["test_elbo"] = negative_elbo(clean, predicted, mean, log_var)
+        metrics["test_elbo"] = negative_elbo(to_unit_range(clean, spec), to_unit_range(predicted, spec), mean, log_var)
     return metrics
 
 

@@ -1,5 +1,8 @@
 """Image grids as uint8 numpy arrays: reconstructions and latent codes, cheap enough for every epoch.
 
+Samples arrive flat, (n, spec.size) rows (see `aetrack.data.spec`): images unflatten to HxW tiles
+(greyscale, or an RGB grid for 3 channels); table rows become heat-map strips (`table_rows_grid`).
+
 Pure numpy (no matplotlib, no TensorFlow), so a grid costs well under a millisecond. Every grid is
 made of equal tiles separated (and framed) by `PAD` pixels of mid-grey, so black image backgrounds
 stay distinct from the separators. Tile (r, c) of a grid of h x w tiles has its top-left corner at
@@ -12,7 +15,7 @@ import math
 
 import numpy as np
 
-from aetrack.data import IMAGE_SIDE
+from aetrack.data import IMAGE_SIDE, MNIST_SPEC, SampleSpec
 
 PAD = 2
 PAD_VALUE = 128
@@ -25,6 +28,13 @@ CODE_TILE_MAX_WIDTH = 4 * IMAGE_SIDE
 # White in a latent-code image is this many times the largest code value at the first logged
 # epoch; codes grow during training (about 1.6x over the tutorial's 10 epochs), so this leaves room.
 CODE_SCALE_HEADROOM = 2.0
+# Table heat maps: standardised values from -3 to +3 standard deviations span the colour scale;
+# each feature is a cell TABLE_CELL_HEIGHT high and up to TABLE_CELL_MAX_WIDTH wide, a row about
+# TABLE_ROW_WIDTH pixels at most (a cell is never narrower than one pixel).
+TABLE_SCALE_STD = 3.0
+TABLE_CELL_HEIGHT = 8
+TABLE_CELL_MAX_WIDTH = 16
+TABLE_ROW_WIDTH = 512
 
 
 def sample_indices(n_images: int, n_samples: int, seed: int) -> np.ndarray:
@@ -42,9 +52,10 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def tile_grid(tiles: np.ndarray) -> np.ndarray:
-    """(rows, cols, h, w) uint8 tiles -> one (rows*h + (rows+1)*PAD, cols*w + (cols+1)*PAD) image."""
-    rows, cols, h, w = tiles.shape
-    grid = np.full((rows * h + (rows + 1) * PAD, cols * w + (cols + 1) * PAD), PAD_VALUE, np.uint8)
+    """(rows, cols, h, w[, 3]) uint8 tiles -> one (rows*h + (rows+1)*PAD, cols*w + (cols+1)*PAD[, 3])
+    image: greyscale tiles give a greyscale grid, RGB tiles an RGB one."""
+    rows, cols, h, w = tiles.shape[:4]
+    grid = np.full((rows * h + (rows + 1) * PAD, cols * w + (cols + 1) * PAD, *tiles.shape[4:]), PAD_VALUE, np.uint8)
     for r in range(rows):
         top = PAD + r * (h + PAD)
         for c in range(cols):
@@ -53,37 +64,79 @@ def tile_grid(tiles: np.ndarray) -> np.ndarray:
     return grid
 
 
-def image_rows_grid(*rows: np.ndarray, per_row: int = IMAGES_PER_ROW) -> np.ndarray:
-    """Each argument is one row of flattened (n, 784) images in [0, 1]; row i's tiles share column i.
+def sample_tiles(rows: np.ndarray, spec: SampleSpec = MNIST_SPEC) -> np.ndarray:
+    """Flat (n, spec.size) images in [0, 1] -> (n, H, W) uint8 tiles, or (n, H, W, 3) for colour."""
+    tiles = to_uint8(np.asarray(rows).reshape(-1, *spec.shape))
+    return tiles[..., 0] if spec.channels == 1 else tiles
 
+
+def image_rows_grid(*rows: np.ndarray, per_row: int = IMAGES_PER_ROW, spec: SampleSpec = MNIST_SPEC) -> np.ndarray:
+    """Each argument is one row of flat (n, spec.size) samples; row i's tiles share column i.
+
+    Images are HxW tiles (an RGB grid for 3 channels); a table's rows go to `table_rows_grid`.
     More than `per_row` samples wrap into further bands of the same rows (samples per_row.. in
     grid rows len(rows).. and so on), so the grid stays viewable in the MLflow UI's thumbnails;
     unused slots in the last band are left grey.
     """
-    stacked = to_uint8(np.stack([np.asarray(row).reshape(-1, IMAGE_SIDE, IMAGE_SIDE) for row in rows]))
+    if not spec.is_image:
+        return table_rows_grid(*rows, spec=spec)
+    stacked = np.stack([sample_tiles(row, spec) for row in rows])
     n_rows, n = stacked.shape[:2]
+    tile_shape = stacked.shape[2:]  # (h, w) or (h, w, 3)
     cols = min(per_row, n)
     bands = math.ceil(n / cols)
-    tiles = np.full((n_rows, bands * cols, IMAGE_SIDE, IMAGE_SIDE), PAD_VALUE, np.uint8)
+    tiles = np.full((n_rows, bands * cols, *tile_shape), PAD_VALUE, np.uint8)
     tiles[:, :n] = stacked
     # (rows, bands, cols) -> (bands, rows, cols): band b's row r is grid row b * n_rows + r.
-    tiles = tiles.reshape(n_rows, bands, cols, IMAGE_SIDE, IMAGE_SIDE).transpose(1, 0, 2, 3, 4)
-    return tile_grid(tiles.reshape(bands * n_rows, cols, IMAGE_SIDE, IMAGE_SIDE))
+    tiles = tiles.reshape(n_rows, bands, cols, *tile_shape).swapaxes(0, 1)
+    return tile_grid(tiles.reshape(bands * n_rows, cols, *tile_shape))
 
 
-def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+def table_colours(values: np.ndarray, spec: SampleSpec) -> np.ndarray:
+    """Table values -> RGB uint8 on a fixed diverging scale, blue (low) - white - red (high).
+
+    Standardised tables span -TABLE_SCALE_STD..+TABLE_SCALE_STD standard deviations; bounded ones
+    their value range. Fixed, not fitted to the values, so every epoch's image uses one scale.
+    """
+    low, high = spec.value_range if spec.bounded else (-TABLE_SCALE_STD, TABLE_SCALE_STD)
+    t = np.clip(np.nan_to_num((np.asarray(values, np.float64) - low) / (high - low), nan=0.5), 0.0, 1.0)
+    # Below the middle fade white towards blue (0, 0, 1); above it, towards red (1, 0, 0).
+    up, down = np.clip(2 * t - 1, 0, 1), np.clip(1 - 2 * t, 0, 1)
+    rgb = np.stack([1 - down, 1 - up - down, 1 - up], axis=-1)
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def table_cell(spec: SampleSpec) -> tuple[int, int]:
+    """(height, width) in pixels of one feature's cell: wide enough to see, at most ~512 px a row."""
+    return TABLE_CELL_HEIGHT, max(1, min(TABLE_CELL_MAX_WIDTH, TABLE_ROW_WIDTH // spec.size))
+
+
+def table_rows_grid(*rows: np.ndarray, spec: SampleSpec) -> np.ndarray:
+    """A heat map of table samples: one band per sample (in order), holding that sample's row of
+    each argument (e.g. original over reconstruction) as a strip of feature cells, features left
+    to right; bands are framed by grey. The same samples give the same bands every epoch."""
+    stacked = np.stack([np.asarray(row, np.float32).reshape(-1, spec.size) for row in rows], axis=1)  # (n, k, D)
+    n, k = stacked.shape[:2]
+    cell_h, cell_w = table_cell(spec)
+    pixels = table_colours(stacked, spec).repeat(cell_h, axis=1).repeat(cell_w, axis=2)  # (n, k*h, D*w, 3)
+    return tile_grid(pixels.reshape(n, 1, k * cell_h, spec.size * cell_w, 3))
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray,
+                        spec: SampleSpec = MNIST_SPEC) -> np.ndarray:
     """`basic`: originals in the top row, their reconstructions below."""
-    return image_rows_grid(originals, reconstructions)
+    return image_rows_grid(originals, reconstructions, spec=spec)
 
 
-def samples_grid(generated: np.ndarray, per_row: int = IMAGES_PER_ROW) -> np.ndarray:
-    """Generated (n, 784) images, `per_row` to a row (decoded prior draws, `aetrack sample`)."""
-    return image_rows_grid(generated, per_row=per_row)
+def samples_grid(generated: np.ndarray, per_row: int = IMAGES_PER_ROW, spec: SampleSpec = MNIST_SPEC) -> np.ndarray:
+    """Generated (n, spec.size) samples, `per_row` to a row (decoded prior draws, `aetrack sample`)."""
+    return image_rows_grid(generated, per_row=per_row, spec=spec)
 
 
-def denoise_grid(noisy: np.ndarray, denoised: np.ndarray, originals: np.ndarray) -> np.ndarray:
+def denoise_grid(noisy: np.ndarray, denoised: np.ndarray, originals: np.ndarray,
+                 spec: SampleSpec = MNIST_SPEC) -> np.ndarray:
     """`denoise`: noisy inputs, the model's denoised outputs, then the clean originals."""
-    return image_rows_grid(noisy, denoised, originals)
+    return image_rows_grid(noisy, denoised, originals, spec=spec)
 
 
 def code_shape(code_size: int) -> tuple[int, int]:

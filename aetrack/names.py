@@ -8,6 +8,8 @@ registry ask this module which ones exist.
 
 from __future__ import annotations
 
+import re
+
 # --- run tags ----------------------------------------------------------------------------------
 ENTRY_POINT_TAG = "aetrack.entry_point"
 ARCHITECTURE_TAG = "aetrack.architecture"
@@ -71,6 +73,12 @@ PART_METADATA = "aetrack.part"
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 COMPARED_METRIC = "test_bce"  # what `promote --if-better` compares; lower is better
+# Logged-model metadata key holding `SampleSpec.to_dict()`: what one sample of the model's input is.
+SAMPLE_SPEC_KEY = "aetrack.sample_spec"
+# Logged-model params and registered-version tags: the data kind (image|table) and the sample shape
+# as `SampleSpec.shape_text()` (`28x28x1`, `30`).
+DATA_KIND = "data_kind"
+SAMPLE_SHAPE = "sample_shape"
 SWEEP_STUDY_VERSION_TAG = "sweep_study"  # on a version registered from a sweep: the study of its best trial
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -91,31 +99,56 @@ def epoch_metric_names(architecture: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def noise_level_metric(level: float) -> str:
-    return f"test_psnr_noise_{level:g}"
+def noise_level_metric(level: float, measure: str = "psnr") -> str:
+    """`test_psnr_noise_<level>` for images; tables measure `mse` (no PSNR for unbounded data)."""
+    return f"test_{measure}_noise_{level:g}"
 
 
 def digit_error_metric(digit: int) -> str:
     return f"test_mse_digit_{digit}"
 
 
-def final_metric_names(entry_point: str, architecture: str, excludes_labels: bool) -> tuple[str, ...]:
+def compared_metric(bounded: bool = True) -> str:
+    """What `promote --if-better` compares: `test_bce` where the data is bounded, else `test_mse`."""
+    return COMPARED_METRIC if bounded else "test_mse"
+
+
+# Tables: each of the worst few features' own error, `test_mse.<feature>` (worst first by value).
+WORST_FEATURES = 3
+_METRIC_NAME_OK = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def feature_error_metric(feature: str) -> str:
+    """`test_mse.<feature>`, the feature name made valid in MLflow (other characters become `_`)."""
+    return f"test_mse.{_METRIC_NAME_OK.sub('_', feature).strip() or '_'}"
+
+
+def final_metric_names(entry_point: str, architecture: str, excludes_labels: bool, kind: str = "image",
+                       bounded: bool = True) -> tuple[str, ...]:
     """The metrics every such run logs once at the end (evaluation.py), in a stable order.
 
-    Per-digit errors (`test_mse_digit_<d>`) are left out: which digits appear depends on the data.
+    `kind` is the data's (`image` or `table`); `bounded` whether its values lie in a fixed range
+    (bce exists only then). Per-digit errors (`test_mse_digit_<d>`) and a table's worst features
+    (`test_mse.<feature>`) are left out: which ones appear depends on the data.
     """
-    names = ["test_bce", "test_mse", "test_psnr", "test_ssim"]
-    if architecture == "vae":
+    image = kind == "image"
+    names = ["test_bce"] if bounded else []
+    names += ["test_mse", "test_psnr", "test_ssim"] if image else ["test_mse", "test_mae"]
+    if architecture == "vae" and bounded:
         names.append("test_elbo")
     if entry_point == "denoise":
-        names += ["noisy_psnr", "noisy_ssim", "psnr_gain_db", *(noise_level_metric(f) for f in NOISE_LEVELS)]
+        if image:
+            names += ["noisy_psnr", "noisy_ssim", "psnr_gain_db", *(noise_level_metric(f) for f in NOISE_LEVELS)]
+        else:
+            names += ["noisy_mse", *(noise_level_metric(f, "mse") for f in NOISE_LEVELS)]
     if excludes_labels:
         names.append("anomaly_auc")
     return tuple(names)
 
 
 # The final metrics `aetrack compare` shows as columns when any compared run has them.
-SUMMARY_METRICS = ("test_bce", "test_mse", "test_psnr", "test_ssim", "psnr_gain_db", "test_elbo", "anomaly_auc")
+SUMMARY_METRICS = (
+    "test_bce", "test_mse", "test_mae", "test_psnr", "test_ssim", "psnr_gain_db", "test_elbo", "anomaly_auc")
 
 # Metrics where a larger value is the better run; every other metric (losses, errors, seconds) is
 # ranked lower-is-better.

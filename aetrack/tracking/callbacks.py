@@ -20,6 +20,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from aetrack import images
+from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.models import decoder_of, encoder_of
 from aetrack.models.prior import PRIOR_SAMPLES, prior_draws
 from aetrack.names import CODES_WHITE_TAG
@@ -84,6 +85,7 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         noisy_inputs: bool = False,
         code_scale: float | None = None,
         logged_through: int = 0,
+        spec: SampleSpec = MNIST_SPEC,
     ):
         super().__init__()
         self.client = client
@@ -95,6 +97,7 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
         self.noisy_inputs = noisy_inputs
         self.code_scale = code_scale  # fixed at the first trained epoch (a resumed run reads it back)
         self.logged_through = logged_through
+        self.spec = spec  # how a sample's row is drawn: image tiles or a table heat map
         self._untrained_codes: np.ndarray | None = None  # step 0's codes, drawn once the scale is known
 
     def on_train_begin(self, logs=None):
@@ -128,8 +131,8 @@ class ReconstructionImageLogger(keras.callbacks.Callback):
 
     def _reconstruction_grid(self, outputs: np.ndarray) -> np.ndarray:
         if self.noisy_inputs:
-            return images.denoise_grid(self.inputs, outputs, self.originals)
-        return images.reconstruction_grid(self.originals, outputs)
+            return images.denoise_grid(self.inputs, outputs, self.originals, spec=self.spec)
+        return images.reconstruction_grid(self.originals, outputs, spec=self.spec)
 
     def _submit(self, key: str, grid: np.ndarray, step: int) -> None:
         # The grids are computed here, from this epoch's weights; only the uploads (PNG encoding,
@@ -145,7 +148,7 @@ class PriorSamplesLogger(keras.callbacks.Callback):
     so the step slider shows generation improving)."""
 
     def __init__(self, client: MlflowClient, run_id: str, calls: BackgroundCalls, codes: np.ndarray,
-                 every: int = 1, logged_through: int = 0):
+                 every: int = 1, logged_through: int = 0, spec: SampleSpec = MNIST_SPEC):
         super().__init__()
         self.client = client
         self.run_id = run_id
@@ -153,6 +156,7 @@ class PriorSamplesLogger(keras.callbacks.Callback):
         self.codes = np.ascontiguousarray(codes, dtype=np.float32)
         self.every = every
         self.logged_through = logged_through
+        self.spec = spec
 
     def on_train_begin(self, logs=None):
         if self.every > 0 and self.logged_through == 0:
@@ -165,15 +169,17 @@ class PriorSamplesLogger(keras.callbacks.Callback):
 
     def _log(self, step: int) -> None:
         generated = decoder_of(self.model)(self.codes, training=False).numpy()
-        self.calls.submit(self.client.log_image, self.run_id, images.samples_grid(generated), key="samples",
-                          step=step, synchronous=True)
+        self.calls.submit(self.client.log_image, self.run_id, images.samples_grid(generated, spec=self.spec),
+                          key="samples", step=step, synchronous=True)
 
 
 def image_loggers(client: MlflowClient, run_id: str, calls: BackgroundCalls, config, inputs: np.ndarray,
-                  originals: np.ndarray, logged_through: int = 0) -> list[keras.callbacks.Callback]:
+                  originals: np.ndarray, logged_through: int = 0,
+                  spec: SampleSpec = MNIST_SPEC) -> list[keras.callbacks.Callback]:
     """The per-epoch image callbacks for a run: none when `config.image_every` is 0, else one
-    logger on the seeded sample of `config.image_samples` test images (`inputs` are what the model
-    sees, noisy when denoising; `originals` the clean images), and for a vae the prior samples."""
+    logger on the seeded sample of `config.image_samples` test samples (`inputs` are what the model
+    sees, noisy when denoising; `originals` the clean samples), and for a vae the prior samples.
+    `spec` says how a sample is drawn (image tiles, or a table heat map)."""
     if config.image_every == 0:
         return []
     sample = images.sample_indices(len(inputs), config.image_samples, config.seed)
@@ -182,13 +188,13 @@ def image_loggers(client: MlflowClient, run_id: str, calls: BackgroundCalls, con
         ReconstructionImageLogger(
             client, run_id, calls, inputs[sample], originals[sample], every=config.image_every,
             noisy_inputs=config.denoising, code_scale=float(white) if white else None,
-            logged_through=logged_through,
+            logged_through=logged_through, spec=spec,
         )
     ]
     if config.architecture == "vae":
         codes = prior_draws(PRIOR_SAMPLES, config.code_size, config.seed)
         loggers.append(PriorSamplesLogger(client, run_id, calls, codes, every=config.image_every,
-                                          logged_through=logged_through))
+                                          logged_through=logged_through, spec=spec))
     return loggers
 
 

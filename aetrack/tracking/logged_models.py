@@ -9,13 +9,18 @@ callers without them.
 
 from __future__ import annotations
 
-from aetrack.data import IMAGE_PIXELS
-from aetrack.names import PART_METADATA, PARTS
+from aetrack.data import MNIST_SPEC, SampleSpec
+from aetrack.names import DATA_KIND, PART_METADATA, PARTS, SAMPLE_SHAPE, SAMPLE_SPEC_KEY
 
 
-def log_models(model, config, dataset) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
+def log_models(model, config, dataset,
+               parts: dict | None = None) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
     """Log autoencoder, encoder and decoder to the active run as `runs:/<run id>/<part>`: plain
     Functional models for every architecture (a vae's training wrapper is never logged).
+
+    `parts` ({part: keras model}) replaces the parts taken from `model`, e.g. a scaled table's
+    raw-io wrapped parts; they are logged as given. Each carries `dataset.spec` in its metadata
+    (SAMPLE_SPEC_KEY), the data kind and sample shape as params, and a flat (-1, spec.size) signature.
 
     Each is an MLflow LoggedModel at step = `config.epochs`: MLflow links the run's metrics at that
     step (the last epoch's, and the final test metrics logged after this) to every model. The
@@ -28,7 +33,9 @@ def log_models(model, config, dataset) -> dict[str, "mlflow.models.model.ModelIn
     from aetrack.tracking import keras_flavor
     from aetrack.tracking.records import DIGEST_LENGTH
 
-    parts = dict(zip(PARTS, (autoencoder_of(model), encoder_of(model), decoder_of(model))))
+    spec = dataset.spec
+    if parts is None:
+        parts = dict(zip(PARTS, (autoencoder_of(model), encoder_of(model), decoder_of(model))))
     requirements = pip_requirements()
     infos = {}
     for part, keras_model in parts.items():
@@ -40,9 +47,10 @@ def log_models(model, config, dataset) -> dict[str, "mlflow.models.model.ModelIn
             flavor=keras_flavor,
             flavor_name="keras",
             model=keras_model,
-            signature=signature_for(part, config.code_size),
+            signature=signature_for(part, config.code_size, spec=spec),
             pip_requirements=requirements,
-            metadata={PART_METADATA: part, "code_size": config.code_size, "architecture": config.architecture},
+            metadata={PART_METADATA: part, "code_size": config.code_size, "architecture": config.architecture,
+                      SAMPLE_SPEC_KEY: spec.to_dict()},
             model_type=part,
             params={
                 "part": part,
@@ -52,6 +60,8 @@ def log_models(model, config, dataset) -> dict[str, "mlflow.models.model.ModelIn
                 "entry_point": config.entry_point,
                 "dataset_name": dataset.name,
                 "dataset_digest": dataset.train_sha256[:DIGEST_LENGTH],
+                DATA_KIND: spec.kind,
+                SAMPLE_SHAPE: spec.shape_text(),
             },
             step=config.epochs,
         )
@@ -73,14 +83,17 @@ def _leaf_layers(model) -> list:
     return leaves
 
 
-def signature_for(part: str, code_size: int) -> "mlflow.models.ModelSignature":  # noqa: F821
-    """float32 tensors with a free batch dimension: images (784) in or out, codes (code_size)."""
+def signature_for(part: str, code_size: int,
+                  spec: SampleSpec = MNIST_SPEC) -> "mlflow.models.ModelSignature":  # noqa: F821
+    """float32 tensors with a free batch dimension: flat samples (spec.size, 784 for MNIST) in or
+    out, codes (code_size). Flat for every kind, so `(-1, 784)` requests stay valid under
+    `mlflow models serve` (which enforces the signature's shapes)."""
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    sizes = {"autoencoder": (IMAGE_PIXELS, IMAGE_PIXELS), "encoder": (IMAGE_PIXELS, code_size),
-             "decoder": (code_size, IMAGE_PIXELS)}[part]
+    sizes = {"autoencoder": (spec.size, spec.size), "encoder": (spec.size, code_size),
+             "decoder": (code_size, spec.size)}[part]
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, sizes[0]))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, sizes[1]))]),

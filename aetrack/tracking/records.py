@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aetrack.data import Dataset
-from aetrack.names import NOTE_TAG
+from aetrack.data import Dataset, SampleSpec
+from aetrack.names import DATA_KIND, NOTE_TAG, SAMPLE_SHAPE
 
 # Leading hex characters of aetrack's SHA-256 used as an MLflow dataset digest. MLflow caps a
 # digest at 36 characters (mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE); 32 hex = 128 bits.
@@ -21,6 +21,7 @@ TRAINING = "training"
 EVALUATION = "evaluation"
 SUMMARY_ARTIFACT = "model_summary.txt"
 TRAINABLE_PARAMS = "trainable_params"
+LABEL_COLUMN = "label"  # a table dataset's label column (renamed when a feature has that name)
 
 
 @dataclass(frozen=True)
@@ -32,23 +33,57 @@ class RunDatasets:
 
 
 def run_datasets(dataset: Dataset) -> RunDatasets:
-    """MLflow datasets of the images and labels actually used, digests from aetrack's SHA-256s."""
+    """MLflow datasets of the samples and labels (if any) actually used, digests from aetrack's
+    SHA-256s, source the file, folder or URL they came from.
+
+    Images are numpy datasets (a flat (-1, size) tensor schema, MLflow's shape profile); tables
+    are pandas datasets, one named column per feature (and `label`), so the schema names the
+    features and the profile counts rows. `dataset_tags` says the kind and sample shape.
+    """
     import warnings
 
     import mlflow.data
 
-    def numpy_dataset(split: str, x, y, sha256: str):
+    spec = dataset.spec
+
+    def mlflow_dataset(split: str, x, y, sha256: str):
+        name, digest, source = f"{dataset.name}-{split}", sha256[:DIGEST_LENGTH], dataset.source or None
         with warnings.catch_warnings():
             # MLflow registers its local-file source twice and warns that a path "can be
             # interpreted in multiple ways: LocalArtifactDatasetSource, LocalArtifactDatasetSource".
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            return mlflow.data.from_numpy(x, targets=y, source=dataset.source, name=f"{dataset.name}-{split}",
-                                          digest=sha256[:DIGEST_LENGTH])
+            if spec.is_image:
+                return mlflow.data.from_numpy(x, targets=y, source=source, name=name, digest=digest)
+            frame, target = table_frame(x, y, spec)
+            return mlflow.data.from_pandas(frame, source=source, targets=target, name=name, digest=digest)
 
     return RunDatasets(
-        training=numpy_dataset("train", dataset.x_train, dataset.y_train, dataset.train_sha256),
-        evaluation=numpy_dataset("test", dataset.x_test, dataset.y_test, dataset.test_sha256),
+        training=mlflow_dataset("train", dataset.x_train, dataset.y_train, dataset.train_sha256),
+        evaluation=mlflow_dataset("test", dataset.x_test, dataset.y_test, dataset.test_sha256),
     )
+
+
+def table_frame(x, y, spec: SampleSpec) -> tuple["pandas.DataFrame", str | None]:  # noqa: F821
+    """(n, D) table rows as a DataFrame with the spec's feature names (`feature_<i>` when it has
+    none) and the labels, if any, as a last column; its name (None without labels)."""
+    import pandas as pd
+
+    from aetrack.evaluation import feature_names
+
+    columns = list(feature_names(spec))
+    frame = pd.DataFrame(x, columns=columns)
+    if y is None:
+        return frame, None
+    target = LABEL_COLUMN
+    while target in columns:  # a feature already has the name
+        target = f"_{target}"
+    frame[target] = y
+    return frame, target
+
+
+def dataset_tags(dataset: Dataset, rows: int) -> dict[str, str]:
+    """Tags of a dataset input: the data kind, the sample shape (`28x28x1`, `30`), its rows."""
+    return {DATA_KIND: dataset.spec.kind, SAMPLE_SHAPE: dataset.spec.shape_text(), "rows": str(rows)}
 
 
 def record_run_inputs(client, run_id: str, config, dataset: Dataset, run_name: str) -> RunDatasets:
@@ -57,8 +92,9 @@ def record_run_inputs(client, run_id: str, config, dataset: Dataset, run_name: s
     import mlflow
 
     datasets = run_datasets(dataset)
+    tags = [dataset_tags(dataset, len(dataset.x_train)), dataset_tags(dataset, len(dataset.x_test))]
     mlflow.log_inputs(datasets=[datasets.training, datasets.evaluation], contexts=[TRAINING, EVALUATION],
-                      tags_list=[None, None])
+                      tags_list=tags)
     client.set_tag(run_id, NOTE_TAG, run_note(config, dataset, run_name))
     if config.init_model:
         log_init_model_input(client, run_id, config.init_model)
@@ -66,16 +102,22 @@ def record_run_inputs(client, run_id: str, config, dataset: Dataset, run_name: s
 
 
 def run_note(config, dataset: Dataset, run_name: str) -> str:
-    """The run description: what was trained, on what, in two lines (Markdown)."""
+    """The run description: what was trained, on what, in two lines (Markdown). Images are
+    counted as images, table rows as samples."""
     task = "a denoising autoencoder" if config.denoising else "an autoencoder"
     start = f", continued from `{config.init_model}`" if config.init_model else ""
     noise = f", noise factor {config.noise_factor:g}" if config.denoising else ""
-    excluded = f", without digits {config.exclude_digits}" if config.exclude_digits else ""
+    image = dataset.spec.is_image
+    excluded = ""
+    if config.exclude_digits:
+        excluded = f", without {'digits' if image else 'labels'} {config.exclude_digits}"
+    things = "images" if image else f"samples ({dataset.spec.describe()})"
+    test_things = "images" if image else "samples"
     return (
         f"**{run_name}**: {task} (code size {config.code_size}{noise}{start}), "
         f"{config.epochs} epochs of {config.loss} loss.\n\n"
-        f"Data: `{dataset.name}`, {len(dataset.x_train)} training images{excluded} and "
-        f"{len(dataset.x_test)} test images (digests {dataset.train_sha256[:DIGEST_LENGTH]} / "
+        f"Data: `{dataset.name}`, {len(dataset.x_train)} training {things}{excluded} and "
+        f"{len(dataset.x_test)} test {test_things} (digests {dataset.train_sha256[:DIGEST_LENGTH]} / "
         f"{dataset.test_sha256[:DIGEST_LENGTH]})."
     )
 

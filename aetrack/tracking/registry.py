@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Callable, TypeVar
 
-from aetrack.names import CANDIDATE, COMPARED_METRIC, PARTS
+from aetrack.data import MNIST_SPEC, SampleSpec
+from aetrack.names import CANDIDATE, DATA_KIND, PARTS, SAMPLE_SHAPE, compared_metric
 # Importable from here as before: train, the sweep, tests and benchmarks use these names.
 from aetrack.tracking.logged_models import layer_widths, log_models, pip_requirements, signature_for
 from aetrack.tracking.promotion import Promotion, promote
@@ -34,28 +35,37 @@ def register_run_models(logged: dict, config, run_id: str, dataset, metrics: dic
     """
     if not config.register:
         return {}
-    tags = version_tags(config, run_id, dataset.sha256, metrics)
+    tags = version_tags(config, run_id, dataset.sha256, metrics, spec=dataset.spec)
     description = version_description(run_name or run_id, dataset, metrics)
     return register_models(logged, config.model_prefix, run_id, tags, description)
 
 
-def version_tags(config, run_id: str, dataset_sha256: str, metrics: dict[str, float]) -> dict[str, str]:
-    """The tags every registered version carries: where it came from and its test metrics."""
+def version_tags(config, run_id: str, dataset_sha256: str, metrics: dict[str, float],
+                 spec: SampleSpec = MNIST_SPEC) -> dict[str, str]:
+    """The tags every registered version carries: where it came from, what a sample is (data kind,
+    sample shape) and its test metrics."""
     return {
         "run_id": run_id,
         "entry_point": config.entry_point,
         "dataset_sha256": dataset_sha256,
         "code_size": str(config.code_size),
         "architecture": config.architecture,
+        DATA_KIND: spec.kind,
+        SAMPLE_SHAPE: spec.shape_text(),
         **{k: repr(float(v)) for k, v in sorted(metrics.items())},
     }
 
 
 def version_description(run_name: str, dataset, metrics: dict[str, float]) -> str:
-    """A registered version's description: the run, the data and the headline metric."""
-    line = f"Trained by run {run_name} on {dataset.name} ({len(dataset.x_train)} training images)."
-    if COMPARED_METRIC in metrics:
-        line += f" {COMPARED_METRIC} {metrics[COMPARED_METRIC]:.4f} on {len(dataset.x_test)} test images."
+    """A registered version's description: the run, the data and the headline metric (`test_bce`,
+    or `test_mse` for unbounded data)."""
+    spec = dataset.spec
+    things = "images" if spec.is_image else "samples"
+    kind = "" if spec.is_image else f", {spec.describe()}"
+    line = f"Trained by run {run_name} on {dataset.name} ({len(dataset.x_train)} training {things}{kind})."
+    headline = compared_metric(spec.bounded)
+    if headline in metrics:
+        line += f" {headline} {metrics[headline]:.4f} on {len(dataset.x_test)} test {things}."
     return line
 
 
