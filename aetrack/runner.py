@@ -17,10 +17,13 @@ import numpy as np
 
 from aetrack.batches import shuffled_batches
 from aetrack.config import TrainConfig
-from aetrack.data import Dataset, SampleSpec
+from aetrack.data import MNIST_SPEC, Dataset, SampleSpec
 from aetrack.errors import TrainingDiverged
 from aetrack.evaluation import Moments, Reconstruct, final_metrics
-from aetrack.models import build_autoencoder, compile_autoencoder, copy_weights, latent_moments
+from aetrack.models import (autoencoder_of, build_autoencoder, compile_autoencoder, copy_weights, decoder_of,
+                            encoder_of, latent_moments)
+from aetrack.models.scaling import with_raw_io
+from aetrack.names import PARTS
 from aetrack.noise import RunNoise
 from aetrack.tracking.background import BackgroundCalls
 from aetrack.tracking.callbacks import CheckpointWriter, Heartbeat, MetricsLogger, image_loggers
@@ -92,13 +95,14 @@ def complete_run(client, run, run_name: str, config: TrainConfig, dataset: Datas
     with phase("build model"):
         arrays = training_arrays(dataset, noise)
     with phase("fit"):
-        fitted = fit(model, arrays, config, client, run_id, start.epoch, start.logged_through, callbacks)
+        fitted = fit(model, arrays, config, client, run_id, start.epoch, start.logged_through, callbacks,
+                     spec=dataset.spec)
         history = {k: start.history.get(k, [])[:start.epoch] + values for k, values in fitted.items()}
     with phase("evaluate"):
         metrics = final_metrics(reconstruction_of(model), dataset.x_test, arrays.x_val, dataset.y_test, noise,
-                                config.excluded_digits, moments=moments_of(model))
+                                dataset.excluded_labels, moments=moments_of(model), spec=dataset.spec)
     with phase("log models"):
-        logged = log_models(model, config, dataset)
+        logged = log_models(model, config, dataset, parts=raw_io_parts(model, dataset.spec))
         log_final_metrics(metrics, step=config.epochs, dataset=datasets.evaluation)  # after the models: linked to them
     with phase("figures"):
         log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
@@ -114,6 +118,15 @@ def build_model(config: TrainConfig, spec: SampleSpec, init_model: keras.Model |
     if init_model is not None:
         copy_weights(init_model, model, config.init_model, config.architecture, config.code_size, spec=spec)
     return compile_autoencoder(model, config.learning_rate, config.loss, config.steps_per_execution)
+
+
+def raw_io_parts(model: keras.Model, spec: SampleSpec) -> dict[str, keras.Model] | None:
+    """The parts to log for standardised tables: wrapped to take and give raw rows (the scaling is
+    part of the logged model); None (the parts as trained) for every other kind of data."""
+    if not spec.scaled:
+        return None
+    trained = {"autoencoder": autoencoder_of(model), "encoder": encoder_of(model), "decoder": decoder_of(model)}
+    return {part: with_raw_io(part, trained[part], spec) for part in PARTS}
 
 
 def reconstruction_of(model: keras.Model) -> Reconstruct:
@@ -138,7 +151,8 @@ def training_arrays(dataset: Dataset, noise: RunNoise | None) -> TrainingArrays:
 
 def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client, run_id: str,
         initial_epoch: int = 0, logged_through: int = 0,
-        extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, list[float]]:
+        extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+        spec: SampleSpec = MNIST_SPEC) -> dict[str, list[float]]:
     """model.fit from `initial_epoch` with aetrack's callbacks; the per-epoch history of the epochs
     fitted. Raise TrainingDiverged on NaN. Steps up to `logged_through` are not logged again.
 
@@ -154,7 +168,8 @@ def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client,
                      MetricsLogger(client, run_id, calls, samples_per_epoch=len(arrays.x_train),
                                    logged_through=logged_through),
                      keras.callbacks.TerminateOnNaN(),
-                     *image_loggers(client, run_id, calls, config, arrays.x_val, arrays.y_val, logged_through),
+                     *image_loggers(client, run_id, calls, config, arrays.x_val, arrays.y_val, logged_through,
+                                    spec=spec),
                      CheckpointWriter(client, run_id, calls, config.checkpoint_every, config.epochs,
                                       param_texts(config.params())),
                      Heartbeat(client, run_id),

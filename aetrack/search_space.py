@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aetrack.config import TrainConfig, field_kind, parse_value, training_params
+from aetrack.data.spec import MNIST_SPEC, SampleSpec
 from aetrack.errors import ConfigError
 from aetrack.names import final_metric_names
 from aetrack.rules import FLOAT
@@ -22,7 +23,8 @@ SPEC_FORMS = "NAME=low:high, NAME=low:high:log or NAME=a|b|c"
 # Set by the sweep itself, never searched: trials never register, the best one does (once).
 NOT_SEARCHABLE = ("register", "model_prefix")
 # Searching these changes the data, so each trial loads its own instead of sharing the worker's.
-DATA_FIELDS = ("dataset", "train_samples", "test_samples", "exclude_digits")
+DATA_FIELDS = ("dataset", "train_samples", "test_samples", "validation_split", "image_size", "color_mode",
+               "label_column", "exclude_labels", "exclude_digits")
 
 
 class SearchSpecError(ConfigError):
@@ -128,24 +130,27 @@ def trial_overrides(params: dict[str, Any]) -> dict[str, Any]:
     return {k: float(v) if kinds.get(k) is FLOAT else v for k, v in params.items()}
 
 
-def sweep_metrics(base: TrainConfig, space: tuple[SearchParam, ...] = ()) -> list[str]:
-    """The final metrics (names.final_metric_names) every trial of the sweep logs, plus its last
-    `val_loss`: those of the base config, narrowed to what all searched architectures and
-    exclusions log."""
+def sweep_metrics(base: TrainConfig, space: tuple[SearchParam, ...] = (), spec: SampleSpec = MNIST_SPEC) -> list[str]:
+    """The final metrics (names.final_metric_names) every trial of the sweep logs on samples
+    `spec`, plus its last `val_loss`: those of the base config, narrowed to what all searched
+    architectures and exclusions log."""
     searched = {p.name: p.choices for p in space if p.kind == "choice"}
     architectures = searched.get("architecture") or (base.architecture,)
-    exclusions = searched.get("exclude_digits") or (base.exclude_digits,)
+    exclusions = (searched.get("exclude_labels") or searched.get("exclude_digits")
+                  or (base.exclude_labels or base.exclude_digits,))
     common: list[str] | None = None
     for architecture in architectures:
         for excluded in exclusions:
-            logged = [*final_metric_names(base.entry_point, architecture, bool(excluded)), "val_loss"]
+            logged = [*final_metric_names(base.entry_point, architecture, bool(excluded), kind=spec.kind,
+                                          bounded=spec.bounded), "val_loss"]
             common = logged if common is None else [m for m in common if m in logged]
     return common or []
 
 
-def check_metric(metric: str, base: TrainConfig, space: tuple[SearchParam, ...] = ()) -> None:
-    """Raise ConfigError unless every trial of the sweep logs `metric`."""
-    known = sweep_metrics(base, space)
+def check_metric(metric: str, base: TrainConfig, space: tuple[SearchParam, ...] = (),
+                 spec: SampleSpec = MNIST_SPEC) -> None:
+    """Raise ConfigError unless every trial of the sweep on samples `spec` logs `metric`."""
+    known = sweep_metrics(base, space, spec)
     if metric not in known:
         raise ConfigError("--metric", metric, f"a metric every {base.entry_point} trial logs: {', '.join(known)}")
 

@@ -69,8 +69,9 @@ def run_name_for(config: TrainConfig, dataset: Dataset) -> str:
         parts.append(f"n{config.noise_factor:g}")
         if config.init_model:
             parts.append("init")
-    if config.exclude_digits:
-        parts.append("no" + config.exclude_digits.replace(",", ""))
+    excluded = config.exclude_labels or config.exclude_digits
+    if excluded:
+        parts.append("no" + excluded.replace(",", "").replace(" ", ""))
     parts.append(f"s{config.seed}")
     return "-".join(parts)
 

@@ -59,7 +59,7 @@ def test_a_field_added_to_trainconfig_is_searchable_with_its_own_rule(monkeypatc
     ("code_size=0:8", "basic", "code_size values that are an integer from 1 to 4096 (got '0')"),
     ("code_size=8:5000", "basic", "an integer from 1 to 4096 (got '5000')"),
     ("code_size=8.5:16", "basic", "code_size values that are an integer"),
-    ("loss=bce|hinge", "basic", "loss values that are one of bce, mse (got 'hinge')"),
+    ("loss=bce|hinge", "basic", "loss values that are empty (bce for data in [0, 1], mse for standardised tables), bce or mse (got 'hinge')"),
     ("loss=bce:mse", "basic", "a choice a|b|c for loss"),
     ("code_size=8:16:ln", "basic", "NAME=low:high, NAME=low:high:log or NAME=a|b|c"),
     ("code_size", "basic", "NAME=low:high"),

@@ -137,8 +137,8 @@ def _sweep_command(entry_point: str) -> click.Command:
         settings = SweepConfig(**sweep_given)
         # The whole search space and the metric are checked before anything heavy loads or a run exists.
         space = parse_search([settings.search], entry_point)
-        check_metric(settings.metric, config, space)
         dataset = None if searches_data(space) else dataset_for(config)
+        check_metric(settings.metric, config, space, *([dataset.spec] if dataset is not None else []))
         check_store_then_load_tensorflow()
         from aetrack.sweep import run_sweep
 

@@ -59,14 +59,16 @@ def promote(name: str, version: int | None = None, if_better: bool = False) -> P
         return Promotion(name, chosen.version, previous, False, f"version {chosen.version} already is the champion")
     reason = f"version {chosen.version} promoted" + (" (no champion yet)" if champion is None else "")
     if if_better and champion is not None:
-        new, old = _compared_metric(client, chosen), _compared_metric(client, champion)
+        # test_bce where the data lies in [0, 1]; standardised tables have only test_mse.
+        metric = COMPARED_METRIC if _metric_value(client, chosen, COMPARED_METRIC) is not None else "test_mse"
+        new, old = _compared_metric(client, chosen, metric), _compared_metric(client, champion, metric)
         if not new < old:
             return Promotion(
                 name, chosen.version, previous, False,
-                f"kept version {champion.version}: version {chosen.version} has {COMPARED_METRIC} "
+                f"kept version {champion.version}: version {chosen.version} has {metric} "
                 f"{new:.6g}, not lower than {old:.6g}",
             )
-        reason = f"{COMPARED_METRIC} {new:.6g} < {old:.6g} of version {champion.version}"
+        reason = f"{metric} {new:.6g} < {old:.6g} of version {champion.version}"
     client.set_registered_model_alias(name, CHAMPION, chosen.version)
     return Promotion(name, chosen.version, previous, True, reason)
 
@@ -80,16 +82,23 @@ def _by_alias(client, name: str, alias: str):
         return None
 
 
-def _compared_metric(client, version) -> float:
-    """test_bce from the version's tag, else from its run (versions registered by hand)."""
-    if COMPARED_METRIC in version.tags:
-        return float(version.tags[COMPARED_METRIC])
+def _metric_value(client, version, metric: str) -> float | None:
+    """`metric` from the version's tag, else from its run (versions registered by hand); None if neither."""
+    if metric in version.tags:
+        return float(version.tags[metric])
     if version.run_id:
         metrics = client.get_run(version.run_id).data.metrics
-        if COMPARED_METRIC in metrics:
-            return float(metrics[COMPARED_METRIC])
-    raise RegistryError(
-        "if_better", None,
-        f"{version.name} version {version.version} has no {COMPARED_METRIC} (neither a tag nor a metric of its run)",
-        "promote it with {version} instead",
-    )
+        if metric in metrics:
+            return float(metrics[metric])
+    return None
+
+
+def _compared_metric(client, version, metric: str) -> float:
+    value = _metric_value(client, version, metric)
+    if value is None:
+        raise RegistryError(
+            "if_better", None,
+            f"{version.name} version {version.version} has no {metric} (neither a tag nor a metric of its run)",
+            "promote it with {version} instead",
+        )
+    return value

@@ -109,8 +109,8 @@ def run_note(config, dataset: Dataset, run_name: str) -> str:
     noise = f", noise factor {config.noise_factor:g}" if config.denoising else ""
     image = dataset.spec.is_image
     excluded = ""
-    if config.exclude_digits:
-        excluded = f", without {'digits' if image else 'labels'} {config.exclude_digits}"
+    if config.exclude_labels or config.exclude_digits:
+        excluded = f", without labels {config.exclude_labels or config.exclude_digits}"
     things = "images" if image else f"samples ({dataset.spec.describe()})"
     test_things = "images" if image else "samples"
     return (

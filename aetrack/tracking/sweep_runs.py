@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from aetrack.config import TrainConfig
 from aetrack.errors import RunError
-from aetrack.names import (DATASET_SHA256_TAG, FAILURE_TAG, PARTS, PRUNED_EPOCH_TAG, PRUNED_TAG, SWEEP_BEST_RUN_TAG,
+from aetrack.names import (DATA_KIND, DATA_KIND_TAG, DATASET_SHA256_TAG, FAILURE_TAG, PARTS, SAMPLE_SHAPE, SAMPLE_SHAPE_TAG, PRUNED_EPOCH_TAG, PRUNED_TAG, SWEEP_BEST_RUN_TAG,
                            SWEEP_BEST_TRIAL_TAG, SWEEP_NO_FIGURE_PREFIX, SWEEP_STUDY_TAG, SWEEP_STUDY_VERSION_TAG,
                            SWEEP_TRIAL_TAG, SWEEP_WORKER_TAG, epoch_metric_names)
 from aetrack.tracking.plots import FIGURE_DIR
@@ -113,6 +113,10 @@ def register_trial_models(run_id: str, config: TrainConfig, study_name: str) -> 
     metrics = {k: v for k, v in run.data.metrics.items() if k not in epoch_metrics}
     tags = {**version_tags(config, run_id, run.data.tags.get(DATASET_SHA256_TAG, ""), metrics),
             SWEEP_STUDY_VERSION_TAG: study_name}
+    # What a sample is, as the trial's run recorded it (its dataset is not loaded here).
+    for version_tag, run_tag in ((DATA_KIND, DATA_KIND_TAG), (SAMPLE_SHAPE, SAMPLE_SHAPE_TAG)):
+        if run_tag in run.data.tags:
+            tags[version_tag] = run.data.tags[run_tag]
     return register_models({p: logged[p] for p in PARTS}, config.model_prefix, run_id, tags)
 
 
