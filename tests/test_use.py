@@ -45,7 +45,8 @@ def test_npy_and_png_inputs_read_to_the_same_pixels(tmp_path, digits):
 
 # Every file the refusal table below reads, made once; nothing else may appear beside them.
 BAD_FILES = ("good.npy", "shape.npy", "flat.npy", "empty.npy", "range.npy", "int16.npy", "nan.npy", "bool.npy",
-             "corrupt.npy", "corrupt.png", "big.png", "digit.txt", "objects.npy", "fake.keras", "dir.npy", "mnist.keras")
+             "corrupt.npy", "corrupt.png", "big.png", "digit.txt", "objects.npy", "fake.keras", "dir.npy",
+             "mnist.keras")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from aetrack.models.loading import check_model_spec, load_model
 from aetrack.models.prior import prior_draws
 from aetrack.use.checks import check_decoder, check_sample_model, encoder_for_codes
 from aetrack.use.inputs import TABLE_SUFFIXES, open_inputs, to_model_inputs
-from aetrack.use.outputs import check_output, check_sample_output, write_grid, write_npy, write_samples, write_samples_grid
+from aetrack.use.outputs import (check_output, check_sample_output, write_grid, write_npy, write_samples,
+                                 write_samples_grid)
 from aetrack.use.specs import model_spec
 
 # Before the spec is known any sample output may do; the spec then narrows it (`check_sample_output`).
