@@ -65,6 +65,20 @@ def test_specs_come_from_the_metadata_or_the_widths(saved):
     assert fallback_spec(784) == MNIST_SPEC
 
 
+def test_a_logged_models_spec_is_read_through_its_uri(saved, tracking):
+    import mlflow
+    from mlflow.models import Model
+
+    from aetrack.tracking import keras_flavor
+    from aetrack.use import SAMPLE_SPEC_KEY, load_with_spec
+
+    with mlflow.start_run() as run:
+        info = Model.log(artifact_path=None, name="autoencoder", flavor=keras_flavor, flavor_name="keras",
+                         model=saved["rgb"][0], pip_requirements=["keras"], metadata={SAMPLE_SPEC_KEY: RGB.to_dict()})
+    assert load_with_spec(f"runs:/{run.info.run_id}/autoencoder")[1] == RGB
+    assert load_with_spec(info.model_uri)[1] == RGB
+
+
 def test_rgb_model_reconstructs_npy_and_image_files_in_its_shape(saved, tmp_path):
     from aetrack.use import rows_grid, transform
 
