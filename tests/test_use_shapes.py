@@ -72,7 +72,7 @@ def test_a_logged_models_spec_is_read_through_its_uri(saved, tracking):
     from aetrack.tracking import keras_flavor
     from aetrack.use import SAMPLE_SPEC_KEY, load_with_spec
 
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id="0") as run:  # Default: an earlier test may have left another active
         info = Model.log(artifact_path=None, name="autoencoder", flavor=keras_flavor, flavor_name="keras",
                          model=saved["rgb"][0], pip_requirements=["keras"], metadata={SAMPLE_SPEC_KEY: RGB.to_dict()})
     assert load_with_spec(f"runs:/{run.info.run_id}/autoencoder")[1] == RGB

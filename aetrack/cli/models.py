@@ -8,7 +8,7 @@ import click
 
 from aetrack.config import MODEL_URI_FORMS
 from aetrack.cli.wording import for_the_command_line
-from aetrack.errors import ArgumentError, RegistryError
+from aetrack.errors import ArgumentError, ModelError, RegistryError, UsageError
 from aetrack.names import CHAMPION
 
 _MODEL_HELP = f"The model: {MODEL_URI_FORMS}."
@@ -23,10 +23,16 @@ _SPELLED = {"noise_factor": "--add-noise"}
 
 def _worded(call, *args, **kwargs):
     """Run an `aetrack.use` operation; its refusals read with the command's flags."""
+    from aetrack import use
     try:
         return call(*args, **kwargs)
     except ArgumentError as exc:
         raise for_the_command_line(exc, _SPELLED) from None
+    except ModelError as exc:
+        if exc.option != use.MODEL:
+            raise
+        # "invalid model 'x': ..." -> "invalid --model 'x': ..."; the rest of the line as the core said it.
+        raise UsageError(f"invalid --model{str(exc)[len(f'invalid {use.MODEL}'):]}") from None
 
 
 @click.command()

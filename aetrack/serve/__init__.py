@@ -40,7 +40,7 @@ def load_served_model(uri: str) -> ServedModel:
     from aetrack.tracking.aetrack_keras_pyfunc import DirectKerasModel
     from aetrack.use.commands import load_with_spec
 
-    model, spec = load_with_spec(uri)
+    model, spec = load_with_spec(uri, option="--model")  # the serve command's flag, as load_model names it
     direct = DirectKerasModel(model)
     return ServedModel(predict=direct.predict, input_width=int(model.inputs[0].shape[-1]),
                        output_width=int(model.outputs[0].shape[-1]), spec=spec)

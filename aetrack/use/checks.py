@@ -1,12 +1,14 @@
 """Whether a loaded model fits the command it is used for, by its widths against the samples'
 (`spec.size`): an encoder (or autoencoder) for codes, a decoder for samples, a sample-to-sample
-model for reconstruct, denoise and score. Each refusal is one ModelError naming the model and what fits.
+model for reconstruct, denoise and score. Each refusal is one ModelError naming the model (as `model`) and what fits.
 """
 
 from __future__ import annotations
 
 from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.errors import ModelError
+
+MODEL = "model"  # the argument a ModelError here names; the CLI spells it `--model`
 
 
 def _what(spec: SampleSpec) -> str:
@@ -22,7 +24,7 @@ def encoder_for_codes(model, uri: str, spec: SampleSpec = MNIST_SPEC):
         return encoder_of(model)
     _check_input(model, uri, spec)
     if _output_size(model) == spec.size:
-        raise ModelError("--model", uri, f"it outputs samples ({spec.size} values), not codes",
+        raise ModelError(MODEL, uri, f"it outputs samples ({spec.size} values), not codes",
                          "an encoder (models:/<prefix>-encoder/...) or an autoencoder")
     return model
 
@@ -31,7 +33,7 @@ def check_decoder(model, uri: str, spec: SampleSpec = MNIST_SPEC) -> int:
     """Raise unless `model` maps codes to samples of `spec` (a decoder); return its code size."""
     size = model.inputs[0].shape[-1] if model.inputs else None
     if size is None or size == spec.size or _output_size(model) != spec.size:
-        raise ModelError("--model", uri, f"it maps {size} values to {_output_size(model)}",
+        raise ModelError(MODEL, uri, f"it maps {size} values to {_output_size(model)}",
                          f"a decoder (models:/<prefix>-decoder/...) mapping codes to {_what(spec)}")
     return int(size)
 
@@ -40,7 +42,7 @@ def check_sample_model(model, uri: str, spec: SampleSpec = MNIST_SPEC) -> None:
     """Raise unless `model` maps samples of `spec` to samples of `spec` (an autoencoder or denoiser)."""
     _check_input(model, uri, spec)
     if _output_size(model) != spec.size:
-        raise ModelError("--model", uri, f"it outputs {_output_size(model)} values per sample",
+        raise ModelError(MODEL, uri, f"it outputs {_output_size(model)} values per sample",
                          f"an autoencoder (models:/<prefix>-autoencoder/...) giving {spec.size}")
 
 
@@ -50,7 +52,7 @@ check_image_model = check_sample_model  # the name before specs existed
 def _check_input(model, uri: str, spec: SampleSpec) -> None:
     size = model.inputs[0].shape[-1] if model.inputs else None
     if size != spec.size:
-        raise ModelError("--model", uri, f"it takes {size} values per input",
+        raise ModelError(MODEL, uri, f"it takes {size} values per input",
                          f"a model taking {_what(spec)} (not a decoder)")
 
 

@@ -15,7 +15,7 @@ from aetrack.data import SampleSpec
 from aetrack.errors import ArgumentError
 from aetrack.models.loading import check_model_spec, load_model
 from aetrack.models.prior import prior_draws
-from aetrack.use.checks import check_decoder, check_sample_model, encoder_for_codes
+from aetrack.use.checks import MODEL, check_decoder, check_sample_model, encoder_for_codes
 from aetrack.use.inputs import TABLE_SUFFIXES, open_inputs, to_model_inputs
 from aetrack.use.outputs import (check_output, check_sample_output, write_grid, write_npy, write_samples,
                                  write_samples_grid)
@@ -37,9 +37,10 @@ def reconstruction_errors(model, rows: np.ndarray) -> np.ndarray:
     return per_image_mse(rows, predict(model, rows)).astype(np.float32)
 
 
-def load_with_spec(model_uri: str) -> tuple[object, SampleSpec]:
-    """The Keras model at `model_uri` and the spec of the samples it takes or gives."""
-    model = load_model(model_uri)
+def load_with_spec(model_uri: str, option: str = MODEL) -> tuple[object, SampleSpec]:
+    """The Keras model at `model_uri` and the spec of the samples it takes or gives; a ModelError
+    naming `option` when it does not load."""
+    model = load_model(model_uri, option)
     return model, model_spec(model_uri, model)
 
 
@@ -47,7 +48,7 @@ def encode(model_uri: str, input_paths: Sequence[str], output_path: str, resize:
     """Write the codes of the inputs to a .npy; return them, float32 (n, code_size)."""
     files = open_inputs(input_paths)
     check_output(output_path, (".npy",))
-    check_model_spec(model_uri)
+    check_model_spec(model_uri, MODEL)
     model, spec = load_with_spec(model_uri)
     rows = to_model_inputs(files, spec, resize)
     codes = predict(encoder_for_codes(model, model_uri, spec), rows)
@@ -65,7 +66,7 @@ def transform(model_uri: str, input_paths: Sequence[str], output_path: str, grid
     check_output(output_path, _ANY_SAMPLE_OUTPUT)
     if grid_path is not None:
         check_output(grid_path, (".png",), "grid")
-    check_model_spec(model_uri)
+    check_model_spec(model_uri, MODEL)
     model, spec = load_with_spec(model_uri)
     suffix = check_sample_output(output_path, spec)
     if grid_path is not None and not spec.is_image:
@@ -93,7 +94,7 @@ def score(model_uri: str, input_paths: Sequence[str], output_path: str, resize: 
     """Write each input's reconstruction error (anomaly score) to a .npy; return them, float32 (n,)."""
     files = open_inputs(input_paths)
     check_output(output_path, (".npy",))
-    check_model_spec(model_uri)
+    check_model_spec(model_uri, MODEL)
     model, spec = load_with_spec(model_uri)
     rows = to_model_inputs(files, spec, resize)
     check_sample_model(model, model_uri, spec)
@@ -113,7 +114,7 @@ def sample(model_uri: str, output_path: str, count: int = 64, seed: int = 0) -> 
     if count < 1:
         raise ArgumentError("count", count, "expected an integer >= 1")
     check_output(output_path, _ANY_SAMPLE_OUTPUT)
-    check_model_spec(model_uri)
+    check_model_spec(model_uri, MODEL)
     model, spec = load_with_spec(model_uri)
     suffix = check_sample_output(output_path, spec)
     code_size = check_decoder(model, model_uri, spec)
