@@ -24,6 +24,7 @@ _SPELLED = {"noise_factor": "--add-noise"}
 def _worded(call, *args, **kwargs):
     """Run an `aetrack.use` operation; its refusals read with the command's flags."""
     from aetrack import use
+
     try:
         return call(*args, **kwargs)
     except ArgumentError as exc:
