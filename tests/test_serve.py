@@ -130,7 +130,7 @@ def test_aetrack_serve_workers_answer_json_and_npy_and_stop_on_sigterm(registere
         status, _, body, _ = _post(port, json.dumps({"inputs": [[0.5] * 10]}).encode(), "application/json")
         error = json.loads(body)
         assert status == 400 and error["error_code"] == "BAD_REQUEST"
-        assert error["message"] == "invalid inputs: shape (1, 10); expected numbers of shape (N, 784), N >= 1"
+        assert error["message"] == "invalid inputs: shape (1, 10); expected numbers of shape (N, 28, 28) or (N, 784), N >= 1"
 
         server.send_signal(signal.SIGTERM)  # the parent alone: it stops the workers
         server.wait(timeout=30)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aetrack.errors import InputError
+from aetrack.errors import ArgumentError
 from aetrack.images import image_rows_grid
 from aetrack.use import GRID_COLUMNS, read_images, write_grid, write_npy
 from aetrack.noise import add_noise
@@ -45,7 +45,8 @@ def test_npy_and_png_inputs_read_to_the_same_pixels(tmp_path, digits):
 
 # Every file the refusal table below reads, made once; nothing else may appear beside them.
 BAD_FILES = ("good.npy", "shape.npy", "flat.npy", "empty.npy", "range.npy", "int16.npy", "nan.npy", "bool.npy",
-             "corrupt.npy", "corrupt.png", "big.png", "digit.jpg", "objects.npy", "fake.keras", "dir.npy")
+             "corrupt.npy", "corrupt.png", "big.png", "digit.txt", "objects.npy", "fake.keras", "dir.npy",
+             "mnist.keras")
 
 
 @pytest.fixture(scope="module")
@@ -61,31 +62,40 @@ def bad_files(tmp_path_factory):
     (folder / "corrupt.npy").write_bytes(b"not numpy")
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "big.png")
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "digit.jpg", format="JPEG")
+    (folder / "digit.txt").write_text("0 0 0")
     (folder / "fake.keras").write_text("not a model")
+    from aetrack.models.dense import build_dense_autoencoder
+
+    build_dense_autoencoder(2).save(folder / "mnist.keras")  # a spec-less 784-wide model: read as MNIST
     (folder / "dir.npy").mkdir()
     assert sorted(p.name for p in folder.iterdir()) == sorted(BAD_FILES)
     return folder
 
 
-MODEL = "models:/x/1"  # a well-formed URI: every case below is refused before a model loads
+MODEL = "models:/x/1"  # a well-formed URI: the cases without "-m" are refused before a model loads
+FITTED = ["-m", "mnist.keras"]  # the cases refused once the model (and so the sample shape) is known
 REFUSED = [
     # Arrays: shape, emptiness, value range and dtype.
-    (["score", "-i", "shape.npy"], "invalid --input 'shape.npy': shape (2, 27, 28); expected (N, 28, 28) or (N, 784)"),
+    (["score", "-i", "shape.npy", *FITTED],
+     "invalid --input 'shape.npy': shape (2, 27, 28); expected (N, 28, 28) or (N, 784) for a 28x28x1 image model"),
     (["score", "-i", "flat.npy"], "invalid --input 'flat.npy': shape (784,)"),
-    (["score", "-i", "empty.npy"], "invalid --input 'empty.npy': no images"),
-    (["score", "-i", "range.npy"], "invalid --input 'range.npy': float values 1.5..1.5; expected floats in [0, 1]"),
-    (["score", "-i", "int16.npy"], "int16 values -3..-3; expected pixel values 0..255"),
-    (["score", "-i", "nan.npy"], "invalid --input 'nan.npy': contains NaN or infinity"),
-    (["score", "-i", "bool.npy"], "invalid --input 'bool.npy': dtype bool"),
-    # Files that cannot be read as images.
+    (["score", "-i", "empty.npy"], "invalid --input 'empty.npy': no samples"),
+    (["score", "-i", "range.npy", *FITTED],
+     "invalid --input 'range.npy': float values 1.5..1.5; expected floats in [0, 1]"),
+    (["score", "-i", "int16.npy", *FITTED], "int16 values -3..-3; expected pixel values 0..255"),
+    (["score", "-i", "nan.npy", *FITTED], "invalid --input 'nan.npy': contains NaN or infinity"),
+    (["score", "-i", "bool.npy", *FITTED], "invalid --input 'bool.npy': dtype bool"),
+    # Files that cannot be read as samples.
     (["score", "-i", "corrupt.npy"], "invalid --input 'corrupt.npy': not a readable .npy file"),
     (["score", "-i", "objects.npy"], "invalid --input 'objects.npy': not a readable .npy file"),
-    (["score", "-i", "corrupt.png"], "invalid --input 'corrupt.png': not a readable PNG image"),
-    (["score", "-i", "big.png"], "invalid --input 'big.png': image is 32x32; expected a 28x28 PNG"),
-    (["score", "-i", "digit.jpg"], "invalid --input 'digit.jpg': unknown file type '.jpg'"),
+    (["score", "-i", "corrupt.png"], "invalid --input 'corrupt.png': not a readable image"),
+    (["score", "-i", "big.png", *FITTED],
+     "invalid --input 'big.png': image is 32x32; expected a 28x28 image (or --resize to fit it)"),
+    (["score", "-i", "digit.txt"], "invalid --input 'digit.txt': unknown file type '.txt'"),
     (["score", "-i", "good.npy", "-i", "missing.npy"], "invalid --input 'missing.npy': no such file"),
     (["encode", "-o", "c.npy"], "invalid --input: missing; expected an input file"),
+    (["reconstruct", "-i", "good.npy", "-o", "r.csv", *FITTED],
+     "invalid --output 'r.csv': expected a file ending in .npy or .png"),  # tables only for table models
     # Outputs: suffix, folder, directory, grid.
     (["score", "-i", "good.npy", "-o", "scores.txt"], "invalid --output 'scores.txt': expected a file ending in .npy"),
     (["encode", "-i", "good.npy", "-o", "c.png"], "invalid --output 'c.png': expected a file ending in .npy"),
@@ -112,8 +122,8 @@ def test_bad_inputs_outputs_and_models_are_refused_in_one_line(bad_files, args, 
 def test_checks_happen_before_anything_heavy(bad_files):
     """The real command in a fresh interpreter: its one error line, and no TensorFlow, Keras or
     MLflow imported by the time it exits."""
-    probed = run_with_import_probe("encode", "-m", MODEL, "-i", "shape.npy", "-o", "c.npy", cwd=bad_files)
-    assert "invalid --input 'shape.npy': shape (2, 27, 28)" in error_line(probed.out, 2, only_line=True)
+    probed = run_with_import_probe("encode", "-m", MODEL, "-i", "empty.npy", "-o", "c.npy", cwd=bad_files)
+    assert "invalid --input 'empty.npy': no samples" in error_line(probed.out, 2, only_line=True)
     assert not {"tensorflow", "keras", "mlflow"} & set(probed.heavy), probed.heavy
 
 
@@ -192,7 +202,7 @@ def test_models_that_do_not_fit_the_command_are_refused(registered, tmp_path, di
     np.save(tmp_path / "x.npy", digits)
     for args, expected in (
         (["reconstruct", "-m", f"models:/{registered.prefix}-encoder/1", "-i", "x.npy", "-o", "r.npy"],
-         "it outputs 8 values per image; expected an autoencoder"),
+         "it outputs 8 values per sample; expected an autoencoder"),
         (["encode", "-m", f"models:/{registered.prefix}-decoder/1", "-i", "x.npy", "-o", "c.npy"], "it takes 8 values"),
         (["encode", "-m", "models:/no-such-model/1", "-i", "x.npy", "-o", "c.npy"],
          "invalid --model 'models:/no-such-model/1': cannot load it ("),
@@ -222,6 +232,6 @@ def test_sample_decodes_seeded_prior_draws_and_refuses_non_decoders(tmp_path):
     vae.autoencoder.save(autoencoder_path)
     with pytest.raises(ModelError, match=r"it maps 784 values to 784; expected a decoder"):
         sample(str(autoencoder_path), str(tmp_path / "c.npy"))
-    with pytest.raises(InputError, match=r"invalid --output .*\.jpg"):
+    with pytest.raises(ArgumentError, match=r"invalid output .*\.jpg"):
         sample(str(decoder_path), str(tmp_path / "c.jpg"))
     assert not (tmp_path / "c.npy").exists()

@@ -8,12 +8,32 @@ import click
 
 from aetrack.config import MODEL_URI_FORMS
 from aetrack.cli.wording import for_the_command_line
-from aetrack.errors import RegistryError
+from aetrack.errors import ArgumentError, ModelError, RegistryError, UsageError
 from aetrack.names import CHAMPION
 
 _MODEL_HELP = f"The model: {MODEL_URI_FORMS}."
-_INPUT_HELP = ("A .npy of shape (N, 28, 28) or (N, 784), uint8 0..255 or float 0..1, or a 28x28 PNG "
-               "(white digit on black). Repeat for more files; images are taken in order.")
+_INPUT_HELP = ("Samples of the model's shape: a .npy of shape (N, *shape) or flat (N, size) (MNIST: (N, 28, 28) "
+               "or (N, 784); images uint8 0..255 or float 0..1), image files (.png, .jpg, .bmp, .gif) of the "
+               "model's size, or for table models CSV/Parquet files with the training columns (others are "
+               "ignored). Repeat for more files; samples are taken in order.")
+_RESIZE_HELP = "Resize image files to the model's size instead of refusing other sizes."
+# The core's argument names (aetrack.use) spelled as this module's flags.
+_SPELLED = {"noise_factor": "--add-noise"}
+
+
+def _worded(call, *args, **kwargs):
+    """Run an `aetrack.use` operation; its refusals read with the command's flags."""
+    from aetrack import use
+
+    try:
+        return call(*args, **kwargs)
+    except ArgumentError as exc:
+        raise for_the_command_line(exc, _SPELLED) from None
+    except ModelError as exc:
+        if exc.option != use.MODEL:
+            raise
+        # "invalid model 'x': ..." -> "invalid --model 'x': ..."; the rest of the line as the core said it.
+        raise UsageError(f"invalid --model{str(exc)[len(f'invalid {use.MODEL}'):]}") from None
 
 
 @click.command()
@@ -43,6 +63,7 @@ def _model_options(output_default: str | None = None):
         output_help = "Where to write the result." + (f"  [default: {output_default}]" if output_default
                                                       else "  [required]")
         function = click.option("--output", "-o", default=output_default, help=output_help)(function)
+        function = click.option("--resize", is_flag=True, help=_RESIZE_HELP)(function)
         function = click.option("--input", "-i", "inputs", multiple=True, help=_INPUT_HELP + "  [required]")(function)
         return click.option("--model", "-m", "model_uri", help=_MODEL_HELP + "  [required]")(function)
 
@@ -58,21 +79,22 @@ def _require(model_uri, inputs, output) -> None:
 
 @click.command()
 @_model_options()
-def encode(model_uri: str, inputs: tuple[str, ...], output: str) -> None:
-    """Write the codes of images to --output (.npy, float32 (N, code_size))."""
+def encode(model_uri: str, inputs: tuple[str, ...], resize: bool, output: str) -> None:
+    """Write the codes of samples to --output (.npy, float32 (N, code_size))."""
     from aetrack import use
 
     _require(model_uri, inputs, output)
-    codes = use.encode(model_uri, inputs, output)
+    codes = _worded(use.encode, model_uri, inputs, output, resize=resize)
     click.echo(f"aetrack: wrote {codes.shape[0]} codes of size {codes.shape[1]} to {output}")
 
 
 @click.command()
 @_model_options()
 @click.option("--grid", default=None, help="Also write a PNG grid: inputs above their reconstructions.")
-def reconstruct(model_uri: str, inputs: tuple[str, ...], output: str, grid: str | None) -> None:
-    """Write reconstructions to --output (.npy float32 (N, 28, 28) in [0, 1], or a .png grid)."""
-    _transform(model_uri, inputs, output, grid, noise_factor=None, seed=0)
+def reconstruct(model_uri: str, inputs: tuple[str, ...], resize: bool, output: str, grid: str | None) -> None:
+    """Write reconstructions to --output: a .npy in the sample shape (MNIST: float32 (N, 28, 28) in
+    [0, 1]), a .png grid (images) or a .csv/.parquet table with the training columns (tables)."""
+    _transform(model_uri, inputs, output, grid, noise_factor=None, seed=0, resize=resize)
 
 
 @click.command()
@@ -81,50 +103,53 @@ def reconstruct(model_uri: str, inputs: tuple[str, ...], output: str, grid: str 
 @click.option("--add-noise", type=click.FloatRange(0.0, 5.0), default=None,
               help="First add clip(x + F * N(0, 1), 0, 1) noise to the inputs, as training did (a demo).")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="Seed for --add-noise.")
-def denoise(model_uri: str, inputs: tuple[str, ...], output: str, grid: str | None, add_noise: float | None,
-            seed: int) -> None:
-    """Write denoised images of noisy inputs to --output (.npy (N, 28, 28) in [0, 1], or a .png grid)."""
-    _transform(model_uri, inputs, output, grid, noise_factor=add_noise, seed=seed)
+def denoise(model_uri: str, inputs: tuple[str, ...], resize: bool, output: str, grid: str | None,
+            add_noise: float | None, seed: int) -> None:
+    """Write denoised samples of noisy inputs to --output: a .npy in the sample shape (MNIST: (N, 28, 28)
+    in [0, 1]), a .png grid (images) or a .csv/.parquet table (tables)."""
+    _transform(model_uri, inputs, output, grid, noise_factor=add_noise, seed=seed, resize=resize)
 
 
-def _transform(model_uri, inputs, output, grid, noise_factor, seed) -> None:
+def _transform(model_uri, inputs, output, grid, noise_factor, seed, resize) -> None:
     from aetrack import use
 
     _require(model_uri, inputs, output)
-    outputs = use.transform(model_uri, inputs, output, grid, noise_factor, seed)
-    click.echo(f"aetrack: wrote {len(outputs)} images to {output}" + (f" and a grid to {grid}" if grid else ""))
+    outputs = _worded(use.transform, model_uri, inputs, output, grid, noise_factor, seed, resize=resize)
+    what = "images" if output.lower().endswith(".png") or grid else "samples"
+    click.echo(f"aetrack: wrote {len(outputs)} {what} to {output}" + (f" and a grid to {grid}" if grid else ""))
 
 
-@click.command(short_help="Write per-image reconstruction errors (anomaly scores).")
+@click.command(short_help="Write per-sample reconstruction errors (anomaly scores).")
 @_model_options(output_default="scores.npy")
-def score(model_uri: str, inputs: tuple[str, ...], output: str) -> None:
-    """Write each image's reconstruction error (MSE) to --output (.npy, float32 (N,)): higher means
+def score(model_uri: str, inputs: tuple[str, ...], resize: bool, output: str) -> None:
+    """Write each sample's reconstruction error (MSE) to --output (.npy, float32 (N,)): higher means
     less like the training data."""
     from aetrack import use
 
     _require(model_uri, inputs, output)
-    errors = use.score(model_uri, inputs, output)
+    errors = _worded(use.score, model_uri, inputs, output, resize=resize)
     click.echo(f"aetrack: wrote {len(errors)} scores to {output} (mean {errors.mean():.5f}, "
                f"min {errors.min():.5f}, max {errors.max():.5f})")
 
 
-@click.command(short_help="Write images decoded from random codes (a generative model's samples).")
+@click.command(short_help="Write samples decoded from random codes (a generative model's samples).")
 @click.option("--model", "-m", "model_uri", help=_MODEL_HELP.replace("The model", "The decoder") + "  [required]")
 @click.option("--count", "-n", type=click.IntRange(1, 100_000), default=64, show_default=True,
               help="Images to generate.")
-@click.option("--output", "-o", default=None, help="A .png grid (up to 64 images) or a .npy of float32 (N, 28, 28)."
-              "  [required]")
+@click.option("--output", "-o", default=None, help="A .npy in the sample shape (MNIST: float32 (N, 28, 28)), a .png "
+              "grid (images, up to 64) or a .csv/.parquet table (tables).  [required]")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="Seed for the standard-normal codes.")
 def sample(model_uri: str, count: int, output: str, seed: int) -> None:
-    """Decode --count codes drawn from N(0, I) with a decoder (best: a vae's) and write the images."""
+    """Decode --count codes drawn from N(0, I) with a decoder (best: a vae's) and write the samples."""
     from aetrack import use
 
     for option, value, expected in (("--model", model_uri, "a decoder model URI"), ("--output", output, "a file")):
         if not value:
             raise click.BadParameter(f"missing; expected {expected} (see --help)", param_hint=option)
-    generated = use.sample(model_uri, output, count, seed)
-    click.echo(f"aetrack: wrote {len(generated)} sampled images to {output}")
+    generated = _worded(use.sample, model_uri, output, count, seed)
+    click.echo(f"aetrack: wrote {len(generated)} sampled {'images' if output.lower().endswith('.png') else 'samples'} "
+               f"to {output}")
 
 
 @click.command(short_help="Serve a model over HTTP (MLflow's JSON protocol, or .npy for fast batches).")
@@ -148,8 +173,10 @@ def serve(model_uri: str, host: str, port: int, max_body_mb: float, timeout: flo
 
     A request is MLflow's JSON ({"inputs": [[...], ...]}, "instances", "dataframe_split" or
     "dataframe_records"; answered with {"predictions": ...}) or, much faster for batches, a .npy body
-    sent as Content-Type application/x-npy, answered with a .npy of float32 outputs. GET /ping and
-    /health answer 200 once the model is loaded.
+    sent as Content-Type application/x-npy, answered with a .npy of float32 outputs. Inputs are
+    samples of the model's shape, (N, *shape) or flat (N, size); a table model's dataframe columns
+    are matched to its training columns by name. Samples are answered in the shape they were sent.
+    GET /ping and /health answer 200 once the model is loaded.
     """
     from aetrack.serve import Limits, serve as serve_model
 

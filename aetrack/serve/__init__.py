@@ -8,7 +8,9 @@ figures). This server keeps MLflow's protocol (`POST /invocations` with `{"input
 `{"instances": ...}`, `{"dataframe_split": ...}` or `{"dataframe_records": ...}`, answered with
 `{"predictions": ...}`; `GET /ping`, `/health`, `/version`), reads and writes JSON with orjson,
 and adds a binary form: a `.npy` body with `Content-Type: application/x-npy` is answered with a
-`.npy` body of float32 outputs.
+`.npy` body of float32 outputs. Inputs are samples of the model's `SampleSpec` (read with the
+model, `aetrack.use.specs`), in the sample shape (N, *shape) or flat (N, size); samples are answered
+in the shape they came in, and a table model's DataFrame columns are matched by name.
 
 `protocol` turns a body into an answer (no HTTP); `server` is the HTTP side (routes, limits,
 timeouts, the request log). A refused request is a RequestError (aetrack's error family),
@@ -22,23 +24,26 @@ import sys
 from typing import Callable
 
 from aetrack.errors import Interrupted
-from aetrack.serve.protocol import JSON_TYPE, NPY_TYPE, Answer, ServedModel, answer, check_batch, parse_json_body
+from aetrack.serve.protocol import (JSON_TYPE, NPY_TYPE, Answer, ServedModel, answer, check_batch, parse_json_body,
+                                    parse_json_request)
 from aetrack.serve.server import Limits, ScoringServer, make_server, to_stderr
 from aetrack.serve.workers import WorkerError, run_workers
 
 __all__ = ["JSON_TYPE", "NPY_TYPE", "Answer", "Limits", "ScoringServer", "ServedModel", "answer", "check_batch",
-           "load_served_model", "make_server", "parse_json_body", "run_workers", "serve", "WorkerError"]
+           "load_served_model", "make_server", "parse_json_body", "parse_json_request", "run_workers", "serve",
+           "WorkerError"]
 
 
 def load_served_model(uri: str) -> ServedModel:
-    """Load `uri` (any form `aetrack.models.loading.load_model` takes) behind a direct compiled call."""
-    from aetrack.models.loading import load_model
+    """Load `uri` (any form `aetrack.models.loading.load_model` takes) behind a direct compiled call,
+    with the spec of its samples."""
     from aetrack.tracking.aetrack_keras_pyfunc import DirectKerasModel
+    from aetrack.use.commands import load_with_spec
 
-    model = load_model(uri)
+    model, spec = load_with_spec(uri, option="--model")  # the serve command's flag, as load_model names it
     direct = DirectKerasModel(model)
     return ServedModel(predict=direct.predict, input_width=int(model.inputs[0].shape[-1]),
-                       output_width=int(model.outputs[0].shape[-1]))
+                       output_width=int(model.outputs[0].shape[-1]), spec=spec)
 
 
 def serve(model_uri: str, host: str, port: int, announce: Callable[[str], None] = print,

@@ -16,8 +16,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 import orjson
 
-from aetrack.data import IMAGE_PIXELS
+from aetrack.data import SampleSpec
 from aetrack.errors import RequestError
+from aetrack.use.inputs import expected_shapes
+from aetrack.use.specs import fallback_spec
 
 JSON_TYPE = "application/json"
 NPY_TYPE = "application/x-npy"
@@ -29,19 +31,46 @@ _SPLIT_KEYS = {"columns", "data", "index"}
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded model and what its requests must look like."""
+    """A loaded model and what its requests must look like: samples of `spec` (None: guessed from
+    the widths, `aetrack.use.specs.fallback_spec`), or codes for a decoder."""
 
     predict: Callable[[np.ndarray], np.ndarray]  # float32 (n, input_width) -> float32 (n, output_width)
     input_width: int
     output_width: int
+    spec: SampleSpec | None = None
+
+    @property
+    def sample_spec(self) -> SampleSpec:
+        return self.spec or fallback_spec(max(self.input_width, self.output_width))
+
+    @property
+    def takes_samples(self) -> bool:
+        """Requests are samples (an encoder or autoencoder), not codes (a decoder)."""
+        return self.input_width == self.sample_spec.size
 
     @property
     def takes_images(self) -> bool:
-        return self.input_width == IMAGE_PIXELS
+        return self.takes_samples and self.sample_spec.is_image
+
+    @property
+    def gives_samples(self) -> bool:
+        return self.output_width == self.sample_spec.size
+
+    def expected_shapes(self) -> str:
+        return expected_shapes(self.sample_spec) if self.takes_samples else f"(N, {self.input_width})"
 
     def describe(self) -> str:
-        what = "images" if self.takes_images else "codes"
-        return f"{what} ({self.input_width} values) -> {self.output_width} values"
+        spec = self.sample_spec
+        what = f"{spec.describe()}s" if self.takes_samples else "codes"
+        out = f"{spec.describe()}s" if self.gives_samples else "codes"
+        return f"{what} ({self.input_width} values) -> {out} ({self.output_width} values)"
+
+
+class Rows(NamedTuple):
+    """A request's rows as sent, and its column names when it was a DataFrame form that named them."""
+
+    array: np.ndarray
+    columns: list[str] | None = None
 
 
 class Answer(NamedTuple):
@@ -52,13 +81,23 @@ class Answer(NamedTuple):
     rows: int
 
 
-def check_batch(array: np.ndarray, model: ServedModel) -> np.ndarray:
-    """The request's rows as float32 (n, input_width); a RequestError saying what is allowed otherwise."""
-    expected = f"expected numbers of shape (N, {model.input_width})"
+def check_batch(array: np.ndarray, model: ServedModel, columns: list[str] | None = None) -> np.ndarray:
+    """The request's rows as float32 (n, input_width); a RequestError saying what is allowed otherwise.
+
+    Samples may come in the sample shape (N, *shape) or flat; a table model's rows sent with
+    column names are matched to its training columns by name (others are ignored)."""
+    expected = f"expected numbers of shape {model.expected_shapes()}"
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise RequestError(f"invalid inputs: not a rectangular array of numbers (dtype {array.dtype}); {expected}")
-    if array.ndim != 2 or array.shape[1] != model.input_width or array.shape[0] == 0:
+    spec = model.sample_spec
+    if columns is not None and len(columns) > 1 and model.takes_samples and spec.feature_names:
+        array = _by_name(array, [str(c) for c in columns], spec)
+    shapes = [(model.input_width,)]
+    if model.takes_samples:
+        shapes += [spec.shape] + ([spec.shape[:2]] if spec.is_image and spec.channels == 1 else [])
+    if array.ndim < 2 or tuple(array.shape[1:]) not in shapes or array.shape[0] == 0:
         raise RequestError(f"invalid inputs: shape {array.shape}; {expected}, N >= 1")
+    array = array.reshape(len(array), model.input_width)
     if array.dtype == np.uint8 and model.takes_images:
         array = array / np.float32(255.0)  # pixel values, as training divided them
     batch = array.astype(np.float32, copy=False)
@@ -72,6 +111,24 @@ def check_batch(array: np.ndarray, model: ServedModel) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
+def _by_name(array: np.ndarray, columns: list[str], spec: SampleSpec) -> np.ndarray:
+    """The training columns, in training order, out of rows sent with `columns`."""
+    missing = [name for name in spec.feature_names if name not in columns]
+    if missing:
+        raise RequestError(f"invalid inputs: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+                           f"expected the training columns {', '.join(spec.feature_names)} (others are ignored)")
+    if array.ndim != 2 or array.shape[1] != len(columns):
+        return array  # refused by its shape next
+    return array[:, [columns.index(name) for name in spec.feature_names]]
+
+
+def shaped_like(outputs: np.ndarray, model: ServedModel, request_shape: tuple[int, ...]) -> np.ndarray:
+    """Samples answered in the shape their request's samples came in; codes, and flat requests, flat."""
+    if model.takes_samples and model.gives_samples and len(request_shape) > 2:
+        return outputs.reshape(len(outputs), *request_shape[1:])
+    return outputs
+
+
 def _rows(value: object) -> np.ndarray:
     try:
         rows = np.asarray(value)
@@ -83,7 +140,7 @@ def _rows(value: object) -> np.ndarray:
     return rows
 
 
-def _split_rows(split: object) -> np.ndarray:
+def _split_rows(split: object) -> Rows:
     form = 'expected {"columns": [...], "data": [[...], ...]} (and optionally "index")'
     if not isinstance(split, dict) or "data" not in split or set(split) - _SPLIT_KEYS:
         found = sorted(split) if isinstance(split, dict) else type(split).__name__
@@ -98,10 +155,10 @@ def _split_rows(split: object) -> np.ndarray:
         if len(columns) != width:
             raise RequestError(f"invalid dataframe_split: {len(columns)} columns for rows of {width} values; "
                                "expected one column name per value")
-    return rows
+    return Rows(rows, columns)
 
 
-def _records_rows(records: object) -> np.ndarray:
+def _records_rows(records: object) -> Rows:
     form = 'expected a list of records [{"column": value, ...}, ...], all with the same columns'
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise RequestError(f"invalid dataframe_records: not a non-empty list of objects; {form}")
@@ -113,13 +170,19 @@ def _records_rows(records: object) -> np.ndarray:
         raise RequestError(f"invalid dataframe_records: a record lacks column {missing.args[0]!r}; {form}") from None
     if any(len(record) != len(columns) for record in records):
         raise RequestError(f"invalid dataframe_records: records with different columns; {form}")
-    return _rows(rows)
+    return Rows(_rows(rows), [str(c) for c in columns])
 
 
 def parse_json_body(body: bytes) -> np.ndarray:
-    """MLflow's JSON forms for a tensor-signature model as an array: `{"inputs": [[...], ...]}` or
+    """The request's rows as an array (`parse_json_request` without the column names)."""
+    return parse_json_request(body).array
+
+
+def parse_json_request(body: bytes) -> Rows:
+    """MLflow's JSON forms for a tensor-signature model: `{"inputs": [[...], ...]}` or
     `{"instances": ...}`, and the DataFrame forms `dataframe_split` and `dataframe_records`, whose
-    columns are the row's values in the order sent (a tensor signature names no columns)."""
+    values are taken in the order sent and whose column names are kept (a table model matches them
+    to its training columns)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -134,7 +197,7 @@ def parse_json_body(body: bytes) -> np.ndarray:
         return _split_rows(value)
     if keys[0] == "dataframe_records":
         return _records_rows(value)
-    return _rows(value)
+    return Rows(_rows(value))
 
 
 def parse_npy_body(body: bytes) -> np.ndarray:
@@ -156,16 +219,20 @@ def answer(model: ServedModel, content_type: str, body: bytes) -> Answer:
     mime, _, parameters = content_type.partition(";")
     mime = mime.strip().lower()
     if mime == NPY_TYPE:
-        batch = check_batch(parse_npy_body(body), model)
+        array = parse_npy_body(body)
+        batch = check_batch(array, model)
+        outputs = shaped_like(np.asarray(model.predict(batch), dtype=np.float32), model, array.shape)
         buffer = io.BytesIO()
-        np.save(buffer, np.asarray(model.predict(batch), dtype=np.float32), allow_pickle=False)
+        np.save(buffer, outputs, allow_pickle=False)
         return Answer(NPY_TYPE, buffer.getvalue(), len(batch))
     if mime == JSON_TYPE:
         charset = parameters.partition("charset=")[2].strip().lower() or "utf-8"
         if charset != "utf-8":
             raise RequestError(f"unsupported charset {charset}; expected utf-8", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
-        batch = check_batch(parse_json_body(body), model)
-        return Answer(JSON_TYPE, encode_json(model.predict(batch)), len(batch))
+        rows = parse_json_request(body)
+        batch = check_batch(rows.array, model, rows.columns)
+        outputs = shaped_like(np.asarray(model.predict(batch), dtype=np.float32), model, rows.array.shape)
+        return Answer(JSON_TYPE, encode_json(outputs), len(batch))
     raise RequestError(f"unsupported Content-Type {content_type or '(none)'!r}; expected {JSON_TYPE} or {NPY_TYPE}",
                        HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
 

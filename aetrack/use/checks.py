@@ -1,50 +1,59 @@
-"""Whether a loaded model fits the command it is used for: an encoder (or autoencoder) for codes,
-a decoder for samples, an image-to-image model for reconstruct, denoise and score. Each refusal is
-one ModelError naming the model and what fits.
+"""Whether a loaded model fits the command it is used for, by its widths against the samples'
+(`spec.size`): an encoder (or autoencoder) for codes, a decoder for samples, a sample-to-sample
+model for reconstruct, denoise and score. Each refusal is one ModelError naming the model (as `model`) and what fits.
 """
 
 from __future__ import annotations
 
-from aetrack.data import IMAGE_PIXELS
+from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.errors import ModelError
 
+MODEL = "model"  # the argument a ModelError here names; the CLI spells it `--model`
 
-def encoder_for_codes(model, uri: str):
-    """The model that maps images to codes: an encoder as given, or a full autoencoder's encoder."""
+
+def _what(spec: SampleSpec) -> str:
+    return f"{spec.describe()}s ({spec.size} values)" if spec.is_image else f"{spec.describe()} rows"
+
+
+def encoder_for_codes(model, uri: str, spec: SampleSpec = MNIST_SPEC):
+    """The model that maps samples to codes: an encoder as given, or a full autoencoder's encoder."""
     from aetrack.models import encoder_of
 
     names = [layer.name for layer in model.layers]
-    if "encoder" in names and _output_size(model) == IMAGE_PIXELS:
+    if "encoder" in names and _output_size(model) == spec.size:
         return encoder_of(model)
-    _check_input(model, uri)
-    if _output_size(model) == IMAGE_PIXELS:
-        raise ModelError("--model", uri, "it outputs images (784 values), not codes",
+    _check_input(model, uri, spec)
+    if _output_size(model) == spec.size:
+        raise ModelError(MODEL, uri, f"it outputs samples ({spec.size} values), not codes",
                          "an encoder (models:/<prefix>-encoder/...) or an autoencoder")
     return model
 
 
-def check_decoder(model, uri: str) -> int:
-    """Raise unless `model` maps codes to 784-pixel images (a decoder); return its code size."""
+def check_decoder(model, uri: str, spec: SampleSpec = MNIST_SPEC) -> int:
+    """Raise unless `model` maps codes to samples of `spec` (a decoder); return its code size."""
     size = model.inputs[0].shape[-1] if model.inputs else None
-    if size is None or size == IMAGE_PIXELS or _output_size(model) != IMAGE_PIXELS:
-        raise ModelError("--model", uri, f"it maps {size} values to {_output_size(model)}",
-                         "a decoder (models:/<prefix>-decoder/...) mapping codes to 784-pixel images")
+    if size is None or size == spec.size or _output_size(model) != spec.size:
+        raise ModelError(MODEL, uri, f"it maps {size} values to {_output_size(model)}",
+                         f"a decoder (models:/<prefix>-decoder/...) mapping codes to {_what(spec)}")
     return int(size)
 
 
-def check_image_model(model, uri: str) -> None:
-    """Raise unless `model` maps 784 pixels to 784 pixels (an autoencoder or denoiser)."""
-    _check_input(model, uri)
-    if _output_size(model) != IMAGE_PIXELS:
-        raise ModelError("--model", uri, f"it outputs {_output_size(model)} values per image",
-                         "an autoencoder (models:/<prefix>-autoencoder/...) giving 784")
+def check_sample_model(model, uri: str, spec: SampleSpec = MNIST_SPEC) -> None:
+    """Raise unless `model` maps samples of `spec` to samples of `spec` (an autoencoder or denoiser)."""
+    _check_input(model, uri, spec)
+    if _output_size(model) != spec.size:
+        raise ModelError(MODEL, uri, f"it outputs {_output_size(model)} values per sample",
+                         f"an autoencoder (models:/<prefix>-autoencoder/...) giving {spec.size}")
 
 
-def _check_input(model, uri: str) -> None:
+check_image_model = check_sample_model  # the name before specs existed
+
+
+def _check_input(model, uri: str, spec: SampleSpec) -> None:
     size = model.inputs[0].shape[-1] if model.inputs else None
-    if size != IMAGE_PIXELS:
-        raise ModelError("--model", uri, f"it takes {size} values per input",
-                         "a model taking 784-pixel images (not a decoder)")
+    if size != spec.size:
+        raise ModelError(MODEL, uri, f"it takes {size} values per input",
+                         f"a model taking {_what(spec)} (not a decoder)")
 
 
 def _output_size(model) -> int | None:

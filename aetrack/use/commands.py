@@ -1,7 +1,8 @@
-"""The operations behind `aetrack encode`, `reconstruct`, `denoise`, `score` and `sample`.
+"""The operations behind `aetrack encode`, `reconstruct`, `denoise`, `score` and `sample`, for a
+model of any sample shape (its `SampleSpec`: `aetrack.use.specs`).
 
-Each checks its arguments and files first (numpy and Pillow only), then loads the model (TensorFlow)
-and writes its output atomically.
+Each reads and checks its files and output paths first (numpy, Pillow and pandas only), then loads
+the model (TensorFlow) and its spec, fits the inputs to that spec and writes its output atomically.
 """
 
 from __future__ import annotations
@@ -10,91 +11,116 @@ from typing import Sequence
 
 import numpy as np
 
-from aetrack.data import IMAGE_SIDE
-from aetrack.errors import InputError
+from aetrack.data import SampleSpec
+from aetrack.errors import ArgumentError
 from aetrack.models.loading import check_model_spec, load_model
 from aetrack.models.prior import prior_draws
-from aetrack.use.checks import check_decoder, check_image_model, encoder_for_codes
-from aetrack.use.inputs import read_images
-from aetrack.use.outputs import check_output, write_grid, write_npy, write_samples_grid
+from aetrack.use.checks import MODEL, check_decoder, check_sample_model, encoder_for_codes
+from aetrack.use.inputs import TABLE_SUFFIXES, open_inputs, to_model_inputs
+from aetrack.use.outputs import (check_output, check_sample_output, write_grid, write_npy, write_samples,
+                                 write_samples_grid)
+from aetrack.use.specs import model_spec
+
+# Before the spec is known any sample output may do; the spec then narrows it (`check_sample_output`).
+_ANY_SAMPLE_OUTPUT = (".npy", ".png") + TABLE_SUFFIXES
 
 
-def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict(model, rows: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Run the model in inference mode, in batches; float32 numpy out."""
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+    return np.asarray(model.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
-def reconstruction_errors(model, images: np.ndarray) -> np.ndarray:
-    """Per-image MSE between each image and the model's reconstruction of it, shape (n,)."""
+def reconstruction_errors(model, rows: np.ndarray) -> np.ndarray:
+    """Per-sample MSE between each row and the model's reconstruction of it, shape (n,)."""
     from aetrack.evaluation import per_image_mse
 
-    return per_image_mse(images, predict(model, images)).astype(np.float32)
+    return per_image_mse(rows, predict(model, rows)).astype(np.float32)
 
 
-def encode(model_uri: str, input_paths: Sequence[str], output_path: str) -> np.ndarray:
-    """Write the codes of the input images to a .npy; return them, float32 (n, code_size)."""
-    images_in = read_images(input_paths)
+def load_with_spec(model_uri: str, option: str = MODEL) -> tuple[object, SampleSpec]:
+    """The Keras model at `model_uri` and the spec of the samples it takes or gives; a ModelError
+    naming `option` when it does not load."""
+    model = load_model(model_uri, option)
+    return model, model_spec(model_uri, model)
+
+
+def encode(model_uri: str, input_paths: Sequence[str], output_path: str, resize: bool = False) -> np.ndarray:
+    """Write the codes of the inputs to a .npy; return them, float32 (n, code_size)."""
+    files = open_inputs(input_paths)
     check_output(output_path, (".npy",))
-    check_model_spec(model_uri)
-    model = load_model(model_uri)
-    codes = predict(encoder_for_codes(model, model_uri), images_in)
+    check_model_spec(model_uri, MODEL)
+    model, spec = load_with_spec(model_uri)
+    rows = to_model_inputs(files, spec, resize)
+    codes = predict(encoder_for_codes(model, model_uri, spec), rows)
     write_npy(output_path, codes)
     return codes
 
 
 def transform(model_uri: str, input_paths: Sequence[str], output_path: str, grid_path: str | None = None,
-              noise_factor: float | None = None, seed: int = 0) -> np.ndarray:
-    """Run an image-to-image model (reconstruct or denoise) on the inputs, optionally noised first
-    with `clip(x + noise_factor * N(0, 1), 0, 1)`; write .npy images or a .png grid (and `grid_path`)."""
-    images_in = read_images(input_paths)
-    suffix = check_output(output_path, (".npy", ".png"))
+              noise_factor: float | None = None, seed: int = 0, resize: bool = False) -> np.ndarray:
+    """Run a sample-to-sample model (reconstruct or denoise) on the inputs, images optionally
+    noised first with `clip(x + noise_factor * N(0, 1), 0, 1)`; write the outputs as a .npy in the
+    sample shape, a .png grid (images) or a CSV/Parquet table (tables), and a grid to `grid_path`.
+    Return them flat, float32 (n, spec.size)."""
+    files = open_inputs(input_paths)
+    check_output(output_path, _ANY_SAMPLE_OUTPUT)
     if grid_path is not None:
-        check_output(grid_path, (".png",), "--grid")
-    check_model_spec(model_uri)
+        check_output(grid_path, (".png",), "grid")
+    check_model_spec(model_uri, MODEL)
+    model, spec = load_with_spec(model_uri)
+    suffix = check_sample_output(output_path, spec)
+    if grid_path is not None and not spec.is_image:
+        raise ArgumentError("grid", grid_path, "a grid shows images", f"expected none for a {spec.describe()} model")
+    if noise_factor is not None and not spec.bounded:
+        raise ArgumentError("noise_factor", noise_factor, "noise is added to image inputs only",
+                            f"expected none for a {spec.describe()} model")
+    rows = to_model_inputs(files, spec, resize)
     if noise_factor is not None:
         from aetrack.noise import add_noise
 
-        images_in = add_noise(images_in, noise_factor, seed)
-    model = load_model(model_uri)
-    check_image_model(model, model_uri)
-    outputs = predict(model, images_in)
-    if suffix == ".npy":
-        write_npy(output_path, outputs.reshape(-1, IMAGE_SIDE, IMAGE_SIDE))
+        rows = add_noise(rows, noise_factor, seed)
+    check_sample_model(model, model_uri, spec)
+    outputs = predict(model, rows)
+    if suffix == ".png":
+        write_grid(output_path, rows, outputs, spec)
     else:
-        write_grid(output_path, images_in, outputs)
+        write_samples(output_path, suffix, outputs, spec)
     if grid_path is not None:
-        write_grid(grid_path, images_in, outputs)
+        write_grid(grid_path, rows, outputs, spec)
     return outputs
 
 
-def score(model_uri: str, input_paths: Sequence[str], output_path: str) -> np.ndarray:
-    """Write each input image's reconstruction error (anomaly score) to a .npy; return them."""
-    images_in = read_images(input_paths)
+def score(model_uri: str, input_paths: Sequence[str], output_path: str, resize: bool = False) -> np.ndarray:
+    """Write each input's reconstruction error (anomaly score) to a .npy; return them, float32 (n,)."""
+    files = open_inputs(input_paths)
     check_output(output_path, (".npy",))
-    check_model_spec(model_uri)
-    model = load_model(model_uri)
-    check_image_model(model, model_uri)
-    errors = reconstruction_errors(model, images_in)
+    check_model_spec(model_uri, MODEL)
+    model, spec = load_with_spec(model_uri)
+    rows = to_model_inputs(files, spec, resize)
+    check_sample_model(model, model_uri, spec)
+    errors = reconstruction_errors(model, rows)
     write_npy(output_path, errors)
     return errors
 
 
 def sample(model_uri: str, output_path: str, count: int = 64, seed: int = 0) -> np.ndarray:
-    """Decode `count` codes drawn from N(0, I) (seeded) and write the images to a .npy
-    (float32 (count, 28, 28)) or a .png grid (up to 64); return them, float32 (count, 784).
+    """Decode `count` codes drawn from N(0, I) (seeded) and write the samples: a .npy in the sample
+    shape (MNIST: float32 (count, 28, 28)), a .png grid of up to 64 images, or a CSV/Parquet table;
+    return them flat, float32 (count, spec.size).
 
     Meant for a vae's decoder, whose codes follow the prior; a plain autoencoder's decoder also
     works, but its codes were never pulled towards N(0, I), so most draws decode to blur.
     """
     if count < 1:
-        raise InputError(f"invalid --count {count}: expected an integer >= 1")
-    suffix = check_output(output_path, (".npy", ".png"))
-    check_model_spec(model_uri)
-    model = load_model(model_uri)
-    code_size = check_decoder(model, model_uri)
+        raise ArgumentError("count", count, "expected an integer >= 1")
+    check_output(output_path, _ANY_SAMPLE_OUTPUT)
+    check_model_spec(model_uri, MODEL)
+    model, spec = load_with_spec(model_uri)
+    suffix = check_sample_output(output_path, spec)
+    code_size = check_decoder(model, model_uri, spec)
     generated = predict(model, prior_draws(count, code_size, seed))
-    if suffix == ".npy":
-        write_npy(output_path, generated.reshape(-1, IMAGE_SIDE, IMAGE_SIDE))
+    if suffix == ".png":
+        write_samples_grid(output_path, generated, spec)
     else:
-        write_samples_grid(output_path, generated)
+        write_samples(output_path, suffix, generated, spec)
     return generated
