@@ -201,6 +201,8 @@ def test_table_run_logs_spec_models_datasets_and_figures(tracking, tmp_path):
     config = TrainConfig(epochs=1, code_size=2, image_samples=3, loss="mse", register=False)
     model = tiny_table_model(TABLE_SPEC, 2)
     client = MlflowClient()
+    # Its own experiment: an earlier test in this process may have left another store's active one.
+    mlflow.set_experiment("downstream-table")
     with mlflow.start_run() as run:
         run_id = run.info.run_id
         record_run_inputs(client, run_id, config, dataset, "people-run")
