@@ -1,6 +1,6 @@
 """What fits a sample (`check_loss_for`), table models that take raw rows once logged
 (`with_raw_io`, through a safe-mode .keras round trip), and loading: the init_model width check,
-messages naming the sample, `spec_from_model` for models logged before specs. In-process."""
+messages naming the sample. In-process."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from aetrack.errors import ConfigError, ModelError
 from aetrack.models import (
     autoencoder_of, build_autoencoder, check_loss_for, copy_weights, decoder_of, encoder_of, with_raw_io,
 )
-from aetrack.models.loading import load_init_model, load_model, spec_from_model
+from aetrack.models.loading import load_init_model, load_model
 
 TABLE_5 = SampleSpec(TABLE, (5,), None, feature_names=("a", "b", "c", "d", "e"),
                      feature_mean=(1.0, -2.0, 0.0, 10.0, 3.0), feature_std=(1.0, 0.5, 2.0, 4.0, 1.5))
@@ -62,12 +62,6 @@ def test_raw_io_parts_take_raw_rows_and_survive_a_safe_mode_round_trip(tmp_path,
             np.testing.assert_allclose(encoder_of(loaded)(raw).numpy(), codes, rtol=1e-5, atol=1e-5)
     image_encoder = encoder_of(build_autoencoder("dense", 2, spec=image_spec(8, 8)))
     assert with_raw_io("encoder", image_encoder, image_spec(8, 8)) is image_encoder  # nothing to undo
-
-
-def test_spec_from_model_reads_784_wide_models_as_mnist():
-    mnist = build_autoencoder("dense", 4)
-    assert [spec_from_model(m) for m in (mnist, encoder_of(mnist), decoder_of(mnist))] == [MNIST_SPEC] * 3
-    assert spec_from_model(build_autoencoder("dense", 4, spec=TABLE_5)) is None
 
 
 def test_init_model_of_another_sample_is_refused_in_one_line(tmp_path):

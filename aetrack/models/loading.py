@@ -80,13 +80,6 @@ def _width(tensors) -> int | None:
     return None if shape is None or shape[-1] is None else int(shape[-1])
 
 
-def spec_from_model(model) -> SampleSpec | None:
-    """The sample spec of a model that has none stored: MNIST_SPEC for a 784-wide autoencoder or
-    encoder input (or decoder output), as every model logged before specs existed was; else None."""
-    widths = (_width(getattr(model, "inputs", None)), _width(getattr(model, "outputs", None)))
-    return MNIST_SPEC if MNIST_SPEC.size in widths else None
-
-
 def load_init_model(value: str, code_size: int, architecture: str = "dense", *, spec: SampleSpec = MNIST_SPEC):
     """Load a training run's init_model and check it fits an `architecture` autoencoder of
     `code_size` for `spec`'s samples: its input width first (one line naming both shapes), then its

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-# aetrack.use.specs.SAMPLE_SPEC_KEY, said again: this module imports nothing from aetrack.
+# aetrack.names.SAMPLE_SPEC_KEY, said again: this module imports nothing from aetrack.
 _SAMPLE_SPEC_KEY = "aetrack.sample_spec"
 
 

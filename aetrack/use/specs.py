@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 
 from aetrack.data import IMAGE_PIXELS, MNIST_SPEC, SampleSpec
-
-# The MLmodel metadata key a logged model's spec is stored under (SampleSpec.to_dict()).
-SAMPLE_SPEC_KEY = "aetrack.sample_spec"
+from aetrack.names import SAMPLE_SPEC_KEY  # the MLmodel metadata key a logged model's spec is under
 
 
 def fallback_spec(width: int) -> SampleSpec:
