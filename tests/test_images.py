@@ -152,7 +152,7 @@ def test_basic_images_every_epoch_show_inputs_and_model_outputs(basic_run, tmp_p
 
     # Step 0: the untrained model (same seed, same initial weights), codes on the same fixed scale.
     keras.utils.set_random_seed(config.seed)
-    untrained = build_model(config)
+    untrained = build_model(config.for_data(bounded=True), data.spec)
     before = read_png(result.run_id, logged["reconstruction"][0], tmp_path)
     untrained_outputs = untrained(data.x_test[sample], training=False).numpy()
     untrained_codes = untrained.get_layer("encoder")(data.x_test[sample], training=False).numpy()
