@@ -59,6 +59,7 @@ PARENT_ATTR = "aetrack.parent_run_id"
 SPACE_ATTR = "aetrack.search"
 METRIC_ATTR = "aetrack.metric"
 TRIALS_ATTR = "aetrack.trials"
+SAMPLE_SHAPE_ATTR = "aetrack.sample_shape"  # the study's data: every worker must train on samples of this shape
 RUN_ID_ATTR = "aetrack.run_id"
 SKIPPED_ATTR = "aetrack.skipped"
 TRIAL_FAILURE_ATTR = "aetrack.failure"

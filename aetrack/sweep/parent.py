@@ -10,8 +10,8 @@ import optuna
 
 from aetrack.config import SweepConfig, TrainConfig
 from aetrack.errors import RunError
-from aetrack.names import (ENTRY_POINT_TAG, METRIC_ATTR, PARENT_ATTR, RUN_NAME_TAG, SPACE_ATTR, SWEEP_STUDY_TAG,
-                           SWEEP_TAG, TRIALS_ATTR)
+from aetrack.names import (ENTRY_POINT_TAG, METRIC_ATTR, PARENT_ATTR, RUN_NAME_TAG, SAMPLE_SHAPE_ATTR, SPACE_ATTR,
+                           SWEEP_STUDY_TAG, SWEEP_TAG, TRIALS_ATTR)
 from aetrack.sweep.result import SweepError
 from aetrack.sweep.storage import redacted
 
@@ -34,15 +34,18 @@ def parent_tags(base: TrainConfig, study_name: str) -> dict[str, str]:
             SWEEP_TAG: "parent", SWEEP_STUDY_TAG: study_name}
 
 
-def publish_parent(study: optuna.Study, parent_run_id: str, sweep: SweepConfig, space_text: str) -> None:
-    """Record the study's options and its parent run; the parent last, since joiners wait for it."""
+def publish_parent(study: optuna.Study, parent_run_id: str, sweep: SweepConfig, space_text: str,
+                   sample_shape: str = "") -> None:
+    """Record the study's options, its data's sample shape (empty when trials load their own data)
+    and its parent run; the parent last, since joiners wait for it."""
     for key, value in ((SPACE_ATTR, space_text), (METRIC_ATTR, sweep.metric), (TRIALS_ATTR, sweep.trials),
-                       (PARENT_ATTR, parent_run_id)):
+                       (SAMPLE_SHAPE_ATTR, sample_shape), (PARENT_ATTR, parent_run_id)):
         study.set_user_attr(key, value)
 
 
-def join_parent(study: optuna.Study, sweep: SweepConfig, space_text: str) -> str:
-    """The parent run id the first worker published, once it has; its options must match ours."""
+def join_parent(study: optuna.Study, sweep: SweepConfig, space_text: str, sample_shape: str = "") -> str:
+    """The parent run id the first worker published, once it has; its options and its data's sample
+    shape must match ours."""
     deadline = time.monotonic() + PARENT_WAIT_S
     while PARENT_ATTR not in study.user_attrs:
         if time.monotonic() > deadline:
@@ -55,4 +58,8 @@ def join_parent(study: optuna.Study, sweep: SweepConfig, space_text: str) -> str
         if attrs.get(key) != mine:
             raise SweepError(f"invalid {_OPTIONS[key]} {mine!r}: study {study.study_name!r} was started with "
                              f"{attrs.get(key)!r}; expected the same as the study's first worker")
+    theirs = attrs.get(SAMPLE_SHAPE_ATTR, "")
+    if sample_shape and theirs and sample_shape != theirs:
+        raise SweepError(f"invalid dataset: its samples have shape {sample_shape} but study {study.study_name!r} "
+                         f"trains on samples of shape {theirs}; expected the same data as the study's first worker")
     return attrs[PARENT_ATTR]

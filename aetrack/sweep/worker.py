@@ -44,6 +44,7 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
         dataset = None  # each trial loads its own
     else:
         dataset = dataset if dataset is not None else dataset_for(base)
+    sample_shape = dataset.spec.shape_text() if dataset is not None else ""
     storage = sweep.storage or default_storage(tracking_uri)
     study_name = sweep.study_name or f"sweep-{base.entry_point}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     direction = "maximize" if higher_is_better(sweep.metric) else "minimize"
@@ -66,10 +67,10 @@ def run_sweep(base: TrainConfig, sweep: SweepConfig, space: tuple[SearchParam, .
         parent = ParentRun.start(base.experiment_name, outer_run_id,
                                  parent_params(base, sweep, study_name, storage, space_text, direction),
                                  parent_tags(base, study_name))
-        publish_parent(study, parent.run_id, sweep, space_text)
+        publish_parent(study, parent.run_id, sweep, space_text, sample_shape)
     else:
         # MLflow is touched only once the parent exists (see ParentRun).
-        parent = ParentRun(join_parent(study, sweep, space_text))
+        parent = ParentRun(join_parent(study, sweep, space_text, sample_shape))
     print(f"aetrack: sweep study {study_name!r} in {redacted(storage)}; parent run {parent.run_id}", flush=True)
 
     result = SweepResult(study_name, storage, parent.run_id)
