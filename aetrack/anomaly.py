@@ -1,4 +1,4 @@
-"""Anomaly thresholds, flags and metrics: numpy only (base layer; scikit-learn loads lazily).
+"""Anomaly thresholds, flags and metrics: numpy only (base layer).
 
 A sample's anomaly score is its reconstruction error (per-sample MSE in the model's space; a
 vae's negative ELBO per sample). The threshold is set once, at the end of training, from the
@@ -8,6 +8,7 @@ scores of the training (normal) samples, and travels with the registered models
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ CONTAMINATION_RANGE = (0.0, 0.5)
 def contamination_ok(contamination: float) -> bool:
     """Whether `contamination` lies strictly inside (0, 0.5)."""
     low, high = CONTAMINATION_RANGE
-    return bool(np.isfinite(contamination)) and low < contamination < high
+    return isinstance(contamination, (int, float)) and math.isfinite(contamination) and low < contamination < high
 
 
 def threshold_from(scores: np.ndarray, rule: str = DEFAULT_RULE,
@@ -97,35 +98,59 @@ def best_f1(scores: np.ndarray, anomalous: np.ndarray) -> tuple[float, float]:
     return float(f1[best]), float(threshold)
 
 
+def _ranked(scores: np.ndarray, anomalous: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct thresholds high to low, true positives and false positives flagged at `score >=`
+    each): the cumulative counts scikit-learn's curves are built from."""
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    truth = np.asarray(anomalous, dtype=bool).ravel()
+    order = np.argsort(-values, kind="stable")
+    values, truth = values[order], truth[order]
+    last = np.r_[np.flatnonzero(np.diff(values)), len(values) - 1]  # the last index of each distinct score
+    true_pos = np.cumsum(truth)[last]
+    return values[last], true_pos.astype(np.float64), (last + 1 - true_pos).astype(np.float64)
+
+
+def roc_curve(scores: np.ndarray, anomalous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rates, true positive rates), from (0, 0) to (1, 1)."""
+    _, true_pos, false_pos = _ranked(scores, anomalous)
+    return np.r_[0.0, false_pos / false_pos[-1]], np.r_[0.0, true_pos / true_pos[-1]]
+
+
+def precision_recall_curve(scores: np.ndarray, anomalous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision, recall) at each distinct threshold, high to low (recall rising)."""
+    _, true_pos, false_pos = _ranked(scores, anomalous)
+    return true_pos / (true_pos + false_pos), true_pos / true_pos[-1]
+
+
+def average_precision(scores: np.ndarray, anomalous: np.ndarray) -> float:
+    """Sum over thresholds of (recall step) x precision: scikit-learn's average_precision_score."""
+    precision, recall = precision_recall_curve(scores, anomalous)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_auc(scores: np.ndarray, anomalous: np.ndarray) -> float:
+    """Area under the ROC curve (trapezoids; ties count one half): scikit-learn's roc_auc_score."""
+    fpr, tpr = roc_curve(scores, anomalous)
+    return float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
+
+
 def anomaly_metrics(scores: np.ndarray, anomalous: np.ndarray, threshold: float | None) -> dict[str, float]:
     """`anomaly_auc`, `anomaly_ap`, `anomaly_best_f1(_threshold)` and, given the stored
     `threshold`, `anomaly_precision`, `anomaly_recall` and `anomaly_f1` at it.
 
-    Empty when the samples are all normal or all anomalous (no ranking to measure).
+    Empty when the samples are all normal or all anomalous (no ranking to measure). numpy, not
+    scikit-learn: scikit-learn is not among the runtime requirements of a logged model or an
+    `mlflow run` environment (tests check these equal scikit-learn's).
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score  # lazy: heavy import
-
     values = np.asarray(scores, dtype=np.float64).ravel()
     truth = np.asarray(anomalous, dtype=bool).ravel()
     if values.shape != truth.shape:
         raise ValueError(f"anomaly_metrics: {len(values)} scores but {len(truth)} labels; expected as many")
     if not 0 < truth.sum() < len(truth):
         return {}
-    metrics = {"anomaly_auc": float(roc_auc_score(truth, values)),
-               "anomaly_ap": float(average_precision_score(truth, values))}
+    metrics = {"anomaly_auc": roc_auc(values, truth), "anomaly_ap": average_precision(values, truth)}
     if threshold is not None:
         precision, recall, f1 = precision_recall_f1(values, truth, threshold)
         metrics.update(anomaly_precision=precision, anomaly_recall=recall, anomaly_f1=f1)
     metrics["anomaly_best_f1"], metrics["anomaly_best_f1_threshold"] = best_f1(values, truth)
     return metrics
-
-
-def curves(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, np.ndarray]:
-    """ROC (`fpr`, `tpr`) and precision-recall (`precision`, `recall`) curves for the figures."""
-    from sklearn.metrics import precision_recall_curve, roc_curve  # lazy: heavy import
-
-    truth = np.asarray(anomalous, dtype=bool).ravel()
-    values = np.asarray(scores, dtype=np.float64).ravel()
-    fpr, tpr, _ = roc_curve(truth, values)
-    precision, recall, _ = precision_recall_curve(truth, values)
-    return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
