@@ -9,6 +9,7 @@ scores of the training (normal) samples, and travels with the registered models
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,32 @@ def threshold_metadata(threshold: float, rule: str, contamination: float, score:
     """What a logged part stores under `names.ANOMALY_KEY`: the threshold on that part's own score
     (`score`: "mse" or "elbo") and how it was set."""
     return {"threshold": float(threshold), "rule": rule, "contamination": float(contamination), "score": score}
+
+
+@dataclass(frozen=True)
+class RunThreshold:
+    """A run's anomaly thresholds: on the scorer's score (`score`: "mse", or "elbo" for a vae) and
+    on the autoencoder's per-sample MSE (the same number unless the score is "elbo")."""
+
+    scorer: float
+    autoencoder: float
+    rule: str
+    contamination: float
+    score: str
+
+    def metadata(self, part: str) -> dict[str, Any]:
+        """What logged part `part` stores under `names.ANOMALY_KEY`: the autoencoder its MSE
+        threshold, every other part (scorer, encoder, decoder) the scorer's."""
+        if part == "autoencoder":
+            return threshold_metadata(self.autoencoder, self.rule, self.contamination, "mse")
+        return threshold_metadata(self.scorer, self.rule, self.contamination, self.score)
+
+
+def run_threshold(scorer_scores: np.ndarray, mse_scores: np.ndarray, rule: str, contamination: float,
+                  score: str) -> RunThreshold:
+    """Both thresholds of a run from its training samples' scorer scores and per-sample MSEs."""
+    return RunThreshold(threshold_from(scorer_scores, rule, contamination),
+                        threshold_from(mse_scores, rule, contamination), rule, float(contamination), score)
 
 
 def precision_recall_f1(scores: np.ndarray, anomalous: np.ndarray, threshold: float) -> tuple[float, float, float]:

@@ -1,4 +1,5 @@
-"""The `scorer`: samples in, one anomaly score per sample out, shape (-1,) float32.
+"""The `scorer`: samples in, one anomaly score per sample out, shape (-1, 1) float32 (a column, as
+every logged part answers rows: the pyfunc and `mlflow models serve` handle it like the others).
 
 - dense, conv: the per-sample mean squared error between a sample and its reconstruction, in the
   model's space (score "mse"); equal to `evaluation.per_image_mse` of the autoencoder.
@@ -37,7 +38,7 @@ def score_kind(trained_model: keras.Model) -> str:
 
 def build_scorer(trained_model: keras.Model, spec: SampleSpec = MNIST_SPEC) -> keras.Model:
     """The scorer of `trained_model` (what `build_autoencoder` returned, after fitting), named
-    `scorer`: (-1, spec.size) samples (raw rows for scaled tables) -> (-1,) scores."""
+    `scorer`: (-1, spec.size) samples (raw rows for scaled tables) -> (-1, 1) scores."""
     core = scorer_in_model_space(trained_model, spec)
     if not spec.scaled:
         return core
@@ -55,8 +56,7 @@ def scorer_in_model_space(trained_model: keras.Model, spec: SampleSpec = MNIST_S
         difference = keras.layers.Subtract(name="difference")([samples, autoencoder_of(trained_model)(samples)])
         squared = keras.layers.Multiply(name="squared")([difference, difference])
         per_sample = _fixed_sum(squared, np.full(spec.size, 1.0 / spec.size), 0.0, "mean_squared_error")
-    score = keras.layers.Reshape((), name="score")(per_sample)
-    return keras.Model(samples, score, name=SCORER if not spec.scaled else "scorer_model_space")
+    return keras.Model(samples, per_sample, name=SCORER if not spec.scaled else "scorer_model_space")
 
 
 def _fixed_sum(values, weights: np.ndarray, bias: float, name: str):
