@@ -39,7 +39,7 @@ DEFAULT_EXPERIMENT = "aetrack"
 # The model URIs and files aetrack loads (`--model`, `init_model`, aetrack.load_model), described once.
 MODEL_URI_FORMS = (
     "models:/<name>@<alias>, models:/<name>/<version>, models:/<name>/latest, "
-    "runs:/<run id>/<autoencoder|encoder|decoder>, an MLflow model directory, or a .keras file"
+    "runs:/<run id>/<autoencoder|encoder|decoder|scorer>, an MLflow model directory, or a .keras file"
 )
 
 
