@@ -1,4 +1,7 @@
-"""End-of-run anomaly figures, under `figures/` beside plots.py's (no pyplot: figures.new_figure):
+"""End-of-run anomaly figures, under `figures/` beside plots.py's (no pyplot: figures.new_figure),
+for runs that say which test samples are anomalies (normal_labels or exclude_labels, on labelled
+test data); other runs skip them (each figure costs every run time, and without labels the
+threshold's own figure says little):
 
 - anomaly_scores.png: histograms of the test samples' scores, normal and anomalous apart when the
   test split says which are which, with the stored threshold drawn;
@@ -82,7 +85,10 @@ def worst_figure(model, samples: np.ndarray, scores: np.ndarray, spec, count: in
 
 def log_anomaly_figures(client, run_id: str, model, dataset, scores: np.ndarray,
                         anomalous: np.ndarray | None, threshold: RunThreshold) -> list[str]:
-    """Log the figures above for the test split's `scores`; return their artifact paths."""
+    """Log the figures above for the test split's `scores`; return their artifact paths (none
+    when `anomalous` is None)."""
+    if anomalous is None:
+        return []
     figures = {"anomaly_scores.png": scores_figure(scores, anomalous, threshold.scorer, threshold.score),
                "anomaly_worst.png": worst_figure(model, dataset.x_test, scores, dataset.spec)}
     if anomalous is not None and 0 < anomalous.sum() < len(anomalous):
