@@ -43,6 +43,11 @@ MODEL_URI_FORMS = (
 )
 
 
+# Params newer than some runs in existing stores: a run without them trained with these defaults
+# (no label filter beyond exclude_labels, the default threshold rule), so resuming it may assume them.
+PARAMS_ADDED_LATER = ("normal_labels", "contamination", "threshold_rule")
+
+
 def _param(default: Any, help: str, rule: Rule | None = None, entry_points=BOTH, logged: bool = True,
            kind: Kind | None = None) -> Any:
     """A parameter field: its help, its kind (from the default unless given), its rule, and the

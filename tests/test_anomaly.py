@@ -57,6 +57,16 @@ def test_bad_anomaly_parameters_are_refused_in_one_line(kwargs, message):
     assert refused.value.exit_code == 2
 
 
+def test_sweeps_may_maximise_the_detection_metrics_of_one_class_runs():
+    from aetrack.search_space import check_metric, sweep_metrics
+
+    one_class = TrainConfig(normal_labels="0")
+    assert set(ANOMALY_METRICS) <= set(sweep_metrics(one_class))
+    check_metric("anomaly_auc", one_class)
+    with pytest.raises(ConfigError, match="anomaly_auc"):
+        check_metric("anomaly_auc", TrainConfig())
+
+
 def test_normal_labels_filter_the_training_split_and_bad_ones_are_refused(tmp_path):
     path = write_npz(tmp_path / "d.npz", n_train=60, n_test=30)
     data = load_dataset(str(path), normal_labels=("3", "5"))
