@@ -4,7 +4,7 @@ its own training data, the registered scorer loading in safe mode, and the bad i
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,7 +105,7 @@ def test_one_class_run_stores_a_threshold_that_flags_its_contamination(tracking,
     # The registered scorer, loaded in safe mode, scores as the model in memory and flags ~10%.
     data = load_dataset(config.dataset, 0, 40, normal_labels=("0", "1", "2", "3", "4"))
     local = mlflow.artifacts.download_artifacts("models:/oc-scorer/1")
-    [keras_file] = [p for p in __import__("pathlib").Path(local).rglob("*.keras")]
+    [keras_file] = list(Path(local).rglob("*.keras"))
     scorer = keras.saving.load_model(keras_file, safe_mode=True)
     scores = np.asarray(scorer(data.x_train)).reshape(-1)
     errors = np.mean((data.x_train - result.model(data.x_train).numpy()) ** 2, axis=1)
@@ -126,7 +126,6 @@ def test_one_class_run_stores_a_threshold_that_flags_its_contamination(tracking,
 def test_scorer_of_a_table_vae_takes_raw_rows_and_gives_the_negative_elbo(tmp_path):
     import keras
 
-    from aetrack.evaluation import negative_elbo
     from aetrack.models import build_autoencoder
     from aetrack.models.scorer import build_scorer, scorer_in_model_space, scores_of
 
@@ -148,4 +147,3 @@ def test_scorer_of_a_table_vae_takes_raw_rows_and_gives_the_negative_elbo(tmp_pa
         recon = 0.5 * np.sum((data.x_test[i] - reconstructed[i]) ** 2) + spec.size * 0.5 * np.log(2 * np.pi)
         kl = -0.5 * np.sum(1 + log_var[i] - mean[i] ** 2 - np.exp(log_var[i]))
         assert in_model_space[i] == pytest.approx(recon + kl, rel=1e-4)
-    del negative_elbo  # bounded data only; tables use the Gaussian form above
