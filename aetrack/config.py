@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from aetrack.anomaly import DEFAULT_CONTAMINATION, DEFAULT_RULE, THRESHOLD_RULES, contamination_ok
 from aetrack.errors import ConfigError
 from aetrack.rules import (COLOR_MODE, DATASET, DIGIT_LIST, IMAGE_SIZE, LABEL_LIST, RUN_ID, SEARCH, STR, Kind, Rule,
                            choice, empty_or_name, float_range, int_range, kind_of_default, label_tokens,
@@ -38,8 +39,13 @@ DEFAULT_EXPERIMENT = "aetrack"
 # The model URIs and files aetrack loads (`--model`, `init_model`, aetrack.load_model), described once.
 MODEL_URI_FORMS = (
     "models:/<name>@<alias>, models:/<name>/<version>, models:/<name>/latest, "
-    "runs:/<run id>/<autoencoder|encoder|decoder>, an MLflow model directory, or a .keras file"
+    "runs:/<run id>/<autoencoder|encoder|decoder|scorer>, an MLflow model directory, or a .keras file"
 )
+
+
+# Params newer than some runs in existing stores: a run without them trained with these defaults
+# (no label filter beyond exclude_labels, the default threshold rule), so resuming it may assume them.
+PARAMS_ADDED_LATER = ("normal_labels", "contamination", "threshold_rule")
 
 
 def _param(default: Any, help: str, rule: Rule | None = None, entry_points=BOTH, logged: bool = True,
@@ -124,6 +130,20 @@ class TrainConfig:
     exclude_digits: str = _param(
         "", "Alias of exclude_labels for digits 0-9, e.g. '7' (kept for older runs and scripts).", DIGIT_LIST,
     )
+    normal_labels: str = _param(
+        "", "Comma-separated labels (integers or class names) to train on alone, the one-class setting, "
+        "e.g. '0' or 'benign'; the test split keeps every label and the others count as anomalies; "
+        "empty: every label (unlabelled data is all normal).", LABEL_LIST,
+    )
+    contamination: float = _param(
+        DEFAULT_CONTAMINATION, "Fraction of the training samples allowed above the anomaly threshold "
+        "(threshold_rule quantile: the (1 - contamination) quantile of their scores), in (0, 0.5).",
+        Rule("a number > 0 and < 0.5", contamination_ok),
+    )
+    threshold_rule: str = _param(
+        DEFAULT_RULE, "How the anomaly threshold is set from the training samples' scores: quantile (the "
+        "(1 - contamination) quantile) or mean_std (mean + one standard deviation).", choice(*THRESHOLD_RULES),
+    )
     image_samples: int = _param(8, "Test images shown in per-epoch reconstruction images.", int_range(1, 64))
     image_every: int = _param(1, "Log images every N epochs; 0 turns per-epoch images off.", int_range(0, 100_000))
     checkpoint_every: int = _param(
@@ -168,6 +188,10 @@ class TrainConfig:
                 set(label_tokens(self.exclude_digits)) != set(label_tokens(self.exclude_labels)):
             raise ConfigError("exclude_labels", self.exclude_labels, f"the same labels as exclude_digits "
                               f"({self.exclude_digits!r}, its alias) or only one of the two set")
+        if self.normal_labels and self.excluded_labels:
+            raise ConfigError("normal_labels", self.normal_labels, "empty when exclude_labels is set "
+                              f"({','.join(self.excluded_labels)!r}): train on these labels or on all but those, "
+                              "not both")
         if not self.model_prefix:
             return dataclasses.replace(self, model_prefix=f"aetrack-{self.entry_point}")
         return self
@@ -189,6 +213,11 @@ class TrainConfig:
         """The labels left out of training as given (exclude_labels, or its alias exclude_digits);
         the dataset resolves class names to label indices (Dataset.excluded_labels)."""
         return label_tokens(self.exclude_labels or self.exclude_digits)
+
+    @property
+    def normal_label_tokens(self) -> tuple[str, ...]:
+        """The labels trained on alone as given (normal_labels); the dataset resolves class names."""
+        return label_tokens(self.normal_labels)
 
     @property
     def excluded_digits(self) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from aetrack import anomaly
 from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.names import NOISE_LEVELS, WORST_FEATURES, digit_error_metric, feature_error_metric, noise_level_metric
 from aetrack.noise import RunNoise
@@ -207,6 +208,10 @@ def final_metrics(
     excluded_digits: tuple[int, ...] = (),
     moments: Moments | None = None,
     spec: SampleSpec = MNIST_SPEC,
+    *,
+    anomalous: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    threshold: float | None = None,
 ) -> dict[str, float]:
     """Every end-of-run metric of one model on the test samples (names: names.final_metric_names).
 
@@ -218,6 +223,11 @@ def final_metrics(
     label in the test samples. Given a vae's `moments` and bounded data, it adds `test_elbo`
     (negative ELBO, nats per sample, on `inputs`). Tables add `test_mae` and the worst features'
     `test_mse.<feature>`.
+
+    Given `anomalous` (which test samples are anomalies: data.anomalous_test) and the test samples'
+    anomaly `scores` (the scorer's), the detection metrics (names.ANOMALY_METRICS; precision,
+    recall and F1 at the stored `threshold`) replace the excluded-labels AUC, and every label in the
+    test samples gets its `test_mse_digit_<d>`.
     """
     predicted = reconstruct(inputs)
     metrics = reconstruction_metrics(clean, predicted, spec=spec)
@@ -235,7 +245,9 @@ def final_metrics(
                 metrics[noise_level_metric(level)] = psnr(clean, denoised, spec.value_range[1] - spec.value_range[0])
             else:
                 metrics[noise_level_metric(level, "mse")] = mean_squared_error(clean, denoised)
-    if excluded_digits and labels is not None:
+    if anomalous is not None and scores is not None:
+        metrics.update(detection_metrics(reconstruct, clean, labels, anomalous, scores, threshold))
+    elif excluded_digits and labels is not None:
         metrics.update(anomaly_metrics(reconstruct, clean, labels, excluded_digits))
     if moments is not None and spec.bounded:
         mean, log_var = moments(inputs)
@@ -256,4 +268,16 @@ def anomaly_metrics(
     positives = np.isin(labels, excluded_digits)
     if 0 < positives.sum() < len(positives):
         metrics["anomaly_auc"] = roc_auc(errors, positives)
+    return metrics
+
+
+def detection_metrics(reconstruct: Reconstruct, clean: np.ndarray, labels: np.ndarray | None, anomalous: np.ndarray,
+                      scores: np.ndarray, threshold: float | None) -> dict[str, float]:
+    """The detection metrics of `scores` against `anomalous` (anomaly.anomaly_metrics) and each
+    test label's `test_mse_digit_<d>`."""
+    metrics = {}
+    if labels is not None:
+        errors = per_image_mse(clean, reconstruct(clean))
+        metrics = {digit_error_metric(int(d)): float(errors[labels == d].mean()) for d in np.unique(labels)}
+    metrics.update(anomaly.anomaly_metrics(scores, anomalous, threshold))
     return metrics

@@ -69,7 +69,8 @@ RETRY_OF_ATTR = "aetrack.retry_of"  # on a retried trial: the number of the lost
 OUTCOME_ATTRS = (TRIAL_FAILURE_ATTR, SKIPPED_ATTR, RUN_ID_ATTR)
 
 # --- registered models ---------------------------------------------------------------------------
-PARTS = ("autoencoder", "encoder", "decoder")
+SCORER = "scorer"  # samples in, one anomaly score per sample out (models/scorer.py)
+PARTS = ("autoencoder", "encoder", "decoder", SCORER)
 PART_METADATA = "aetrack.part"
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -80,6 +81,12 @@ SAMPLE_SPEC_KEY = "aetrack.sample_spec"
 # as `SampleSpec.shape_text()` (`28x28x1`, `30`).
 DATA_KIND = "data_kind"
 SAMPLE_SHAPE = "sample_shape"
+# Logged-model metadata key on every part when the run set an anomaly threshold: {"threshold": float,
+# "rule": str, "contamination": float, "score": "mse" | "elbo"}; the threshold is on that part's own
+# score (the autoencoder's: per-sample MSE in the model's space; a vae's scorer: negative ELBO).
+ANOMALY_KEY = "aetrack.anomaly"
+# Registered-version tag and logged-model param: the scorer's threshold (as `str(float)`).
+ANOMALY_THRESHOLD = "anomaly_threshold"
 SWEEP_STUDY_VERSION_TAG = "sweep_study"  # on a version registered from a sweep: the study of its best trial
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -143,18 +150,31 @@ def final_metric_names(entry_point: str, architecture: str, excludes_labels: boo
         else:
             names += ["noisy_mse", *(noise_level_metric(f, "mse") for f in NOISE_LEVELS)]
     if excludes_labels:
-        names.append("anomaly_auc")
+        names += list(ANOMALY_METRICS)
     return tuple(names)
+
+
+# Logged when the test split has labels and normal ones (normal_labels, or all but exclude_labels)
+# beside anomalous ones; `anomaly_threshold` (metric) is logged by every run that set a threshold.
+ANOMALY_METRICS = ("anomaly_auc", "anomaly_ap", "anomaly_precision", "anomaly_recall", "anomaly_f1",
+                   "anomaly_best_f1", "anomaly_best_f1_threshold")
 
 
 # The final metrics `aetrack compare` shows as columns when any compared run has them.
 SUMMARY_METRICS = (
-    "test_bce", "test_mse", "test_mae", "test_psnr", "test_ssim", "psnr_gain_db", "test_elbo", "anomaly_auc")
+    "test_bce", "test_mse", "test_mae", "test_psnr", "test_ssim", "psnr_gain_db", "test_elbo", "anomaly_auc",
+    "anomaly_ap", "anomaly_f1")
 
 # Metrics where a larger value is the better run; every other metric (losses, errors, seconds) is
 # ranked lower-is-better.
 _HIGHER_IS_BETTER = ("psnr", "ssim", "auc", "gain", "per_second")
+# Anomaly detection quality: larger is better. Thresholds (`anomaly_threshold`,
+# `anomaly_best_f1_threshold`) are positions on a score scale, never "better": lower-is-better by
+# the default, and no sweep should rank by them.
+_HIGHER_IS_BETTER_EXACT = ("anomaly_ap", "anomaly_precision", "anomaly_recall", "anomaly_f1", "anomaly_best_f1")
 
 
 def higher_is_better(metric: str) -> bool:
-    return any(word in metric for word in _HIGHER_IS_BETTER)
+    if metric.endswith("threshold"):
+        return False
+    return metric in _HIGHER_IS_BETTER_EXACT or any(word in metric for word in _HIGHER_IS_BETTER)

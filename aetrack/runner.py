@@ -15,16 +15,20 @@ from typing import Iterator, Sequence
 import keras
 import numpy as np
 
+from aetrack.anomaly import RunThreshold, run_threshold
 from aetrack.batches import shuffled_batches
 from aetrack.config import TrainConfig
-from aetrack.data import MNIST_SPEC, Dataset, SampleSpec
+from aetrack.data import MNIST_SPEC, Dataset, SampleSpec, anomalous_test
 from aetrack.errors import TrainingDiverged
-from aetrack.evaluation import Moments, Reconstruct, final_metrics
+from aetrack.evaluation import Moments, Reconstruct, final_metrics, per_image_mse
 from aetrack.models import (autoencoder_of, build_autoencoder, compile_autoencoder, copy_weights, decoder_of,
                             encoder_of, latent_moments)
+from aetrack.models.scaling import PARTS as SCALED_PARTS
 from aetrack.models.scaling import with_raw_io
-from aetrack.names import PARTS
+from aetrack.models.scorer import MSE, score_kind, scorer_in_model_space, scores_of
+from aetrack.names import ANOMALY_THRESHOLD
 from aetrack.noise import RunNoise
+from aetrack.tracking.anomaly_plots import log_anomaly_figures
 from aetrack.tracking.background import BackgroundCalls
 from aetrack.tracking.callbacks import CheckpointWriter, Heartbeat, MetricsLogger, image_loggers
 from aetrack.tracking.plots import log_final_figures
@@ -98,14 +102,21 @@ def complete_run(client, run, run_name: str, config: TrainConfig, dataset: Datas
         fitted = fit(model, arrays, config, client, run_id, start.epoch, start.logged_through, callbacks,
                      spec=dataset.spec)
         history = {k: start.history.get(k, [])[:start.epoch] + values for k, values in fitted.items()}
+    with phase("threshold"):
+        threshold = threshold_of(model, dataset, config)
     with phase("evaluate"):
+        test_scores = anomaly_scores(model, dataset.x_test, dataset.spec)
+        anomalous = anomalous_test(dataset)
         metrics = final_metrics(reconstruction_of(model), dataset.x_test, arrays.x_val, dataset.y_test, noise,
-                                dataset.excluded_labels, moments=moments_of(model), spec=dataset.spec)
+                                dataset.excluded_labels, moments=moments_of(model), spec=dataset.spec,
+                                anomalous=anomalous, scores=test_scores, threshold=threshold.scorer)
+        metrics[ANOMALY_THRESHOLD] = threshold.scorer
     with phase("log models"):
-        logged = log_models(model, config, dataset, parts=raw_io_parts(model, dataset.spec))
+        logged = log_models(model, config, dataset, parts=raw_io_parts(model, dataset.spec), threshold=threshold)
         log_final_metrics(metrics, step=config.epochs, dataset=datasets.evaluation)  # after the models: linked to them
     with phase("figures"):
         log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)
+        log_anomaly_figures(client, run_id, model, dataset, test_scores, anomalous, threshold)
     with phase("register models"):
         versions = register_run_models(logged, config, run_id, dataset, metrics, run_name)  # last: only after success
     return TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
@@ -126,7 +137,31 @@ def raw_io_parts(model: keras.Model, spec: SampleSpec) -> dict[str, keras.Model]
     if not spec.scaled:
         return None
     trained = {"autoencoder": autoencoder_of(model), "encoder": encoder_of(model), "decoder": decoder_of(model)}
-    return {part: with_raw_io(part, trained[part], spec) for part in PARTS}
+    return {part: with_raw_io(part, trained[part], spec) for part in SCALED_PARTS}  # log_models adds the scorer
+
+
+def anomaly_scores(model: keras.Model, samples: np.ndarray, spec: SampleSpec = MNIST_SPEC) -> np.ndarray:
+    """The anomaly score of each sample (in the model's space), float64 (n,): the per-sample MSE of
+    the reconstruction, or for a vae the scorer's negative ELBO (models/scorer.py)."""
+    if score_kind(model) == MSE:
+        return reconstruction_errors(model, samples)
+    return scores_of(scorer_in_model_space(model, spec), samples)
+
+
+def reconstruction_errors(model: keras.Model, samples: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Per-sample MSE of the (deterministic) reconstruction, batch by batch, float64 (n,)."""
+    parts = [per_image_mse(samples[i:i + batch_size], model(samples[i:i + batch_size], training=False).numpy())
+             for i in range(0, len(samples), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def threshold_of(model: keras.Model, dataset: Dataset, config: TrainConfig) -> RunThreshold:
+    """The run's anomaly thresholds from its (clean, normal) training samples' scores, by
+    `config.threshold_rule` and `config.contamination`."""
+    errors = reconstruction_errors(model, dataset.x_train)
+    kind = score_kind(model)
+    scores = errors if kind == MSE else anomaly_scores(model, dataset.x_train, dataset.spec)
+    return run_threshold(scores, errors, config.threshold_rule, config.contamination, kind)
 
 
 def reconstruction_of(model: keras.Model) -> Reconstruct:

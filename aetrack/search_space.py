@@ -24,7 +24,7 @@ SPEC_FORMS = "NAME=low:high, NAME=low:high:log or NAME=a|b|c"
 NOT_SEARCHABLE = ("register", "model_prefix")
 # Searching these changes the data, so each trial loads its own instead of sharing the worker's.
 DATA_FIELDS = ("dataset", "train_samples", "test_samples", "validation_split", "image_size", "color_mode",
-               "label_column", "exclude_labels", "exclude_digits")
+               "label_column", "exclude_labels", "exclude_digits", "normal_labels")
 
 
 class SearchSpecError(ConfigError):
@@ -136,8 +136,9 @@ def sweep_metrics(base: TrainConfig, space: tuple[SearchParam, ...] = (), spec: 
     architectures and exclusions log."""
     searched = {p.name: p.choices for p in space if p.kind == "choice"}
     architectures = searched.get("architecture") or (base.architecture,)
-    exclusions = (searched.get("exclude_labels") or searched.get("exclude_digits")
-                  or (base.exclude_labels or base.exclude_digits,))
+    # normal_labels, like an exclusion, makes the test split's other labels the anomalies.
+    exclusions = (searched.get("exclude_labels") or searched.get("exclude_digits") or searched.get("normal_labels")
+                  or (base.exclude_labels or base.exclude_digits or base.normal_labels,))
     common: list[str] | None = None
     for architecture in architectures:
         for excluded in exclusions:

@@ -33,7 +33,7 @@ LAYERS = {
     "aetrack.models": "models",
     **{f"aetrack.{name}": "base" for name in (
         "data", "config", "rules", "names", "errors", "noise", "batches", "images", "figures", "quiet", "version",
-        "devices", "evaluation", "search_space")},
+        "devices", "evaluation", "search_space", "anomaly")},
 }
 _BELOW_RUNNER = {"tracking", "models", "base"}
 # Layer -> the layers its modules may import (its own included where listed).

@@ -53,7 +53,7 @@ def test_logged_models_carry_final_metrics_params_and_type(basic_run):
     models = _logged_models(result.run_id)
     assert set(models) == set(PARTS)
     widths = {"autoencoder": f"784-{config.code_size}-784", "encoder": f"784-{config.code_size}",
-              "decoder": f"{config.code_size}-784"}
+              "decoder": f"{config.code_size}-784", "scorer": f"784-{config.code_size}-784-1"}
     for part, model in models.items():
         assert model.model_type == part
         assert model.params["architecture"] == config.architecture == "dense"

@@ -72,7 +72,7 @@ FRESH_LOADER = r"""
 import sys, time, numpy as np, mlflow.pyfunc
 import aetrack
 x = np.load(sys.argv[1]); outputs = {}
-for part in ("autoencoder", "encoder", "decoder"):
+for part in ("autoencoder", "encoder", "decoder", "scorer"):
     for ref in ("1", "2", "@candidate", "latest"):
         uri = f"models:/aetrack-test-{part}{'' if ref.startswith('@') else '/'}{ref}"
         started = time.perf_counter()
@@ -96,7 +96,7 @@ def test_fresh_process_loads_every_model_like_the_trained_one(registered, tmp_pa
     assert out.returncode == 0, out.stderr[-3000:]
     print("\n".join(line for line in out.stdout.splitlines() if line.startswith("LOAD")))
     loaded = np.load(tmp_path / "out.npz")
-    assert len(loaded.files) == 3 * 4 * 2
+    assert len(loaded.files) == 4 * 4 * 2
     for ref, result in (("1", registered.results[0]), ("2", registered.results[1]),
                         ("@candidate", registered.results[1]), ("latest", registered.results[1])):
         model = result.model
@@ -105,6 +105,7 @@ def test_fresh_process_loads_every_model_like_the_trained_one(registered, tmp_pa
             "encoder": model.get_layer("encoder")(x, training=False).numpy(),
         }
         expected["decoder"] = model.get_layer("decoder")(expected["encoder"], training=False).numpy()
+        expected["scorer"] = np.mean((x - expected["autoencoder"]) ** 2, axis=1, keepdims=True)
         for part in PARTS:
             for how in ("", "|pyfunc"):
                 np.testing.assert_allclose(loaded[f"{part}|{ref}{how}"], expected[part], atol=1e-6, err_msg=part + ref)

@@ -21,6 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.errors import Interrupted, ResumeError
+from aetrack.names import PARTS
 from tests.helpers.errors import error_line
 from tests.helpers.processes import (REPO, aetrack_in_process, logged_loss_points, run_aetrack, run_concurrently,
                                      subprocess_env, wait_for)
@@ -177,7 +178,7 @@ def test_resumed_run_matches_the_run_never_stopped(tracking, tiny_config, monkey
         assert sum(f"reconstruction+step+{step}+" in p for p in images) == 1, (step, images)
     # Registered once, by the resumed run.
     new = [v for v in client.search_model_versions() if v.run_id == run_id]
-    assert len(client.search_model_versions()) == versions_before + 3 and len(new) == 3
+    assert len(client.search_model_versions()) == versions_before + len(PARTS) and len(new) == len(PARTS)
 
 
 def test_a_mirrored_run_resumes_mirrored(tracking, tiny_config, monkeypatch):
@@ -342,7 +343,7 @@ def _check_resumed(uri: str, run_id: str, uninterrupted: list[float], steps_at_k
     for key in ("val_loss", "epoch_seconds"):
         assert sorted(m.step for m in client.get_metric_history(run_id, key)) == [1, 2, 3, 4, 5]
     versions = client.search_model_versions()
-    assert len(versions) == 3 and {v.run_id for v in versions} == {run_id}
+    assert len(versions) == len(PARTS) and {v.run_id for v in versions} == {run_id}
     np.testing.assert_allclose([m.value for m in losses], uninterrupted, rtol=1e-6, atol=0)
     print("max |resumed - uninterrupted| loss:", max(abs(m.value - u) for m, u in zip(losses, uninterrupted)))
 

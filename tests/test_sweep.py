@@ -69,7 +69,7 @@ def test_in_process_sweep_nests_trials_and_registers_the_best_once(tracking, tin
         versions = client.search_model_versions(f"name='sw-{part}'")
         assert len(versions) == 1 and versions[0].run_id == best.info.run_id
         assert client.get_model_version_by_alias(f"sw-{part}", "candidate").version == versions[0].version
-    assert result.registered_versions == {f"sw-{p}": "1" for p in ("autoencoder", "encoder", "decoder")}
+    assert result.registered_versions == {f"sw-{p}": "1" for p in ("autoencoder", "encoder", "decoder", "scorer")}
     study = optuna.load_study(study_name="s1", storage=result.storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
 

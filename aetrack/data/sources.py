@@ -41,6 +41,20 @@ class Dataset:
     test_sha256: str = ""  # of x_test and y_test as used (the `evaluation` dataset's digest)
     spec: SampleSpec = MNIST_SPEC  # what one sample is
     excluded_labels: tuple[int, ...] = ()  # label indices left out of training (class names resolved)
+    normal_labels: tuple[int, ...] = ()  # label indices trained on alone (normal_labels; class names resolved)
+
+
+def anomalous_test(dataset: Dataset) -> np.ndarray | None:
+    """Which test samples are anomalies (bool, (n_test,)): labels other than the normal ones
+    (normal_labels), or the excluded ones (exclude_labels); None when neither was set or the test
+    split has no labels (nothing to measure a detector against)."""
+    if dataset.y_test is None:
+        return None
+    if dataset.normal_labels:
+        return ~np.isin(dataset.y_test, dataset.normal_labels)
+    if dataset.excluded_labels:
+        return np.isin(dataset.y_test, dataset.excluded_labels)
+    return None
 
 
 def load_dataset(
@@ -54,6 +68,7 @@ def load_dataset(
     image_size: tuple[int, int] | None = None,
     color_mode: str = "",
     label_column: str = "",
+    normal_labels: tuple[int | str, ...] = (),
 ) -> Dataset:
     """Load a dataset (see ALLOWED) and cut its splits.
 
@@ -61,17 +76,23 @@ def load_dataset(
     `exclude_digits` (labels: integers or class names) then drops those labels from the training
     split before the first `train_samples` are taken (the test split keeps every label). 0 samples
     means the default: TUTORIAL_SAMPLES for mnist/fashion_mnist, else all (test: at most
-    DEFAULT_TEST_CAP).
+    DEFAULT_TEST_CAP). `normal_labels` instead keeps only those labels in the training split (the
+    one-class setting); the two cannot be combined.
     """
     raw = _read(spec, image_size, color_mode, label_column)
     x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
     if x_test is None:
         x_train, y_train, x_test, y_test = _hold_out(raw, validation_split, seed, spec)
+    if exclude_digits and normal_labels:
+        raise DataError(f"invalid normal_labels {','.join(map(str, normal_labels))!r}: exclude_labels is set too; "
+                        f"expected one of the two (train on these labels, or on all but those)")
     excluded = _resolve_labels(exclude_digits, raw, spec)
-    if excluded:
-        keep = ~np.isin(y_train, excluded)
+    normal = _resolve_labels(normal_labels, raw, spec, "normal_labels")
+    if excluded or normal:
+        keep = np.isin(y_train, normal) if normal else ~np.isin(y_train, excluded)
         x_train, y_train = x_train[keep], y_train[keep]
-    note = f" after exclude_labels={','.join(map(str, exclude_digits))}" if excluded else ""
+    filtered = ("exclude_labels", exclude_digits) if excluded else ("normal_labels", normal_labels)
+    note = f" after {filtered[0]}={','.join(map(str, filtered[1]))}" if excluded or normal else ""
     tutorial = TUTORIAL_SAMPLES.get(raw.name)
     noun = "images" if raw.spec.is_image else "rows"
     n_train = _count(train_samples, len(x_train), tutorial[0] if tutorial else None, "train_samples",
@@ -82,7 +103,7 @@ def load_dataset(
     y_train = None if y_train is None else y_train[:n_train]
     y_test = None if y_test is None else y_test[:n_test]
     if len(x_train) == 0:
-        raise DataError(f"invalid exclude_labels {','.join(map(str, exclude_digits))!r}: dataset {spec!r} has no "
+        raise DataError(f"invalid {filtered[0]} {','.join(map(str, filtered[1]))!r}: dataset {spec!r} has no "
                         f"training samples left; expected labels that leave some")
     sample_spec, (flat_train, flat_test) = _to_model_space(raw, x_train, x_test)
     return Dataset(
@@ -97,6 +118,7 @@ def load_dataset(
         test_sha256=_sha256(x_test, y_test),
         spec=sample_spec,
         excluded_labels=excluded,
+        normal_labels=normal,
     )
 
 
@@ -104,7 +126,8 @@ def dataset_for(config: TrainConfig) -> Dataset:
     """The dataset a training config asks for."""
     return load_dataset(config.dataset, config.train_samples, config.test_samples, config.excluded_labels,
                         validation_split=config.validation_split, seed=config.seed, image_size=config.image_hw,
-                        color_mode=config.color_mode, label_column=config.label_column)
+                        color_mode=config.color_mode, label_column=config.label_column,
+                        normal_labels=config.normal_label_tokens)
 
 
 def flatten(images: np.ndarray, scale: float = 255.0) -> np.ndarray:
@@ -194,25 +217,29 @@ def _hold_out(raw: Raw, fraction: float, seed: int, spec: str):
             raw.x_train[test], None if labels is None else labels[test])
 
 
-def _resolve_labels(tokens: tuple[int | str, ...], raw: Raw, spec: str) -> tuple[int, ...]:
-    """Excluded labels as label indices: class names looked up in spec.label_names, integers as they are."""
+def _resolve_labels(tokens: tuple[int | str, ...], raw: Raw, spec: str, param: str = "exclude_labels") -> tuple[int, ...]:
+    """`param`'s labels as label indices: class names looked up in spec.label_names, integers as
+    they are; each must be a label the training split has."""
     if not tokens:
         return ()
     shown = ",".join(map(str, tokens))
     if raw.y_train is None:
-        raise DataError(f"invalid exclude_labels {shown!r}: dataset {spec!r} has no labels; expected it empty")
+        raise DataError(f"invalid {param} {shown!r}: dataset {spec!r} has no labels; expected it empty")
+    present = set(np.unique(raw.y_train).tolist())
     names = raw.spec.label_names
     resolved = set()
     for token in tokens:
         text = str(token).strip()
         if text in names:
             resolved.add(names.index(text))
-        elif text.isdigit() and (not names or int(text) < len(names)):
+        elif text.isdigit() and (not names or int(text) < len(names)) and (param == "exclude_labels" or
+                                                                           int(text) in present):
             resolved.add(int(text))
         else:
             allowed = f"class names ({', '.join(names)}) or label indices 0-{len(names) - 1}" if names \
-                else "integer labels"
-            raise DataError(f"invalid exclude_labels {shown!r}: dataset {spec!r} has no label {text!r}; "
+                else "integer labels" if param == "exclude_labels" else \
+                f"labels it has ({', '.join(map(str, sorted(present)))})"
+            raise DataError(f"invalid {param} {shown!r}: dataset {spec!r} has no label {text!r}; "
                             f"expected {allowed}")
     return tuple(sorted(resolved))
 

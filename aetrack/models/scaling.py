@@ -23,7 +23,8 @@ STANDARDISE = "standardise"
 UNSTANDARDISE = "unstandardise"
 
 
-def _normalization(spec: SampleSpec, invert: bool) -> keras.layers.Layer:
+def normalization(spec: SampleSpec, invert: bool) -> keras.layers.Layer:
+    """Keras Normalization with the spec's fixed mean and variance: standardise, or undo it (`invert`)."""
     std = np.asarray(spec.feature_std, dtype=np.float64)
     return keras.layers.Normalization(
         axis=-1, mean=np.asarray(spec.feature_mean, dtype=np.float64).tolist(), variance=(std * std).tolist(),
@@ -43,10 +44,10 @@ def with_raw_io(part_name: str, part_model: keras.Model, spec: SampleSpec) -> ke
         return part_model
     if part_name == "encoder":
         raw = keras.Input(shape=(spec.size,), name=input_name(spec))
-        return keras.Model(raw, part_model(_normalization(spec, invert=False)(raw)), name="encoder")
+        return keras.Model(raw, part_model(normalization(spec, invert=False)(raw)), name="encoder")
     if part_name == "decoder":
         code = keras.Input(shape=(int(part_model.inputs[0].shape[-1]),), name="code")
-        return keras.Model(code, _normalization(spec, invert=True)(part_model(code)), name="decoder")
+        return keras.Model(code, normalization(spec, invert=True)(part_model(code)), name="decoder")
     encoder = with_raw_io("encoder", part_model.get_layer("encoder"), spec)
     decoder = with_raw_io("decoder", part_model.get_layer("decoder"), spec)
     raw = keras.Input(shape=(spec.size,), name=input_name(spec))

@@ -1,4 +1,5 @@
-"""Logging a trained model's parts to its run: the autoencoder, its encoder and its decoder, each an
+"""Logging a trained model's parts to its run: the autoencoder, its encoder, its decoder and its
+scorer (one anomaly score per sample, models/scorer.py), each an
 MLflow LoggedModel with the Keras flavor (native `.keras` files), a tensor signature and pinned
 requirements. Registering them is `aetrack.tracking.registry`; loading them back is
 `aetrack.models.loading.load_model`.
@@ -10,16 +11,20 @@ callers without them.
 from __future__ import annotations
 
 from aetrack.data import MNIST_SPEC, SampleSpec
-from aetrack.names import DATA_KIND, PART_METADATA, PARTS, SAMPLE_SHAPE, SAMPLE_SPEC_KEY
+from aetrack.names import (ANOMALY_KEY, ANOMALY_THRESHOLD, DATA_KIND, PART_METADATA, PARTS, SAMPLE_SHAPE,
+                           SAMPLE_SPEC_KEY, SCORER)
 
 
-def log_models(model, config, dataset,
-               parts: dict | None = None) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
-    """Log autoencoder, encoder and decoder to the active run as `runs:/<run id>/<part>`: plain
-    Functional models for every architecture (a vae's training wrapper is never logged).
+def log_models(model, config, dataset, parts: dict | None = None,
+               threshold=None) -> dict[str, "mlflow.models.model.ModelInfo"]:  # noqa: F821
+    """Log autoencoder, encoder, decoder and scorer to the active run as `runs:/<run id>/<part>`:
+    plain Functional models for every architecture (a vae's training wrapper is never logged).
 
     `parts` ({part: keras model}) replaces the parts taken from `model`, e.g. a scaled table's
-    raw-io wrapped parts; they are logged as given. Each carries `dataset.spec` in its metadata
+    raw-io wrapped parts; they are logged as given, and a scorer built from `model` is added when
+    they have none. Given the run's `threshold` (anomaly.RunThreshold), every part carries its
+    threshold in its metadata (ANOMALY_KEY: on that part's own score) and the scorer's as the param
+    `anomaly_threshold`. Each carries `dataset.spec` in its metadata
     (SAMPLE_SPEC_KEY), the data kind and sample shape as params, and a flat (-1, spec.size) signature.
 
     Each is an MLflow LoggedModel at step = `config.epochs`: MLflow links the run's metrics at that
@@ -30,15 +35,20 @@ def log_models(model, config, dataset,
     from mlflow.models import Model
 
     from aetrack.models import autoencoder_of, decoder_of, encoder_of
+    from aetrack.models.scorer import build_scorer
     from aetrack.tracking import keras_flavor
     from aetrack.tracking.records import DIGEST_LENGTH
 
     spec = dataset.spec
     if parts is None:
         parts = dict(zip(PARTS, (autoencoder_of(model), encoder_of(model), decoder_of(model))))
+    if SCORER not in parts:
+        parts = {**parts, SCORER: build_scorer(model, spec)}
     requirements = pip_requirements()
     infos = {}
     for part, keras_model in parts.items():
+        anomaly = {} if threshold is None else {ANOMALY_KEY: threshold.metadata(part)}
+        anomaly_param = {} if threshold is None else {ANOMALY_THRESHOLD: repr(float(threshold.scorer))}
         # No input_example: in MLflow 3.17 the Keras flavor writes it before creating the model
         # directory and fails (mlflow/mlflow#16183). The signature carries the schema instead.
         infos[part] = Model.log(
@@ -50,7 +60,7 @@ def log_models(model, config, dataset,
             signature=signature_for(part, config.code_size, spec=spec),
             pip_requirements=requirements,
             metadata={PART_METADATA: part, "code_size": config.code_size, "architecture": config.architecture,
-                      SAMPLE_SPEC_KEY: spec.to_dict()},
+                      SAMPLE_SPEC_KEY: spec.to_dict(), **anomaly},
             model_type=part,
             params={
                 "part": part,
@@ -62,6 +72,7 @@ def log_models(model, config, dataset,
                 "dataset_digest": dataset.train_sha256[:DIGEST_LENGTH],
                 DATA_KIND: spec.kind,
                 SAMPLE_SHAPE: spec.shape_text(),
+                **anomaly_param,
             },
             step=config.epochs,
         )
@@ -86,14 +97,14 @@ def _leaf_layers(model) -> list:
 def signature_for(part: str, code_size: int,
                   spec: SampleSpec = MNIST_SPEC) -> "mlflow.models.ModelSignature":  # noqa: F821
     """float32 tensors with a free batch dimension: flat samples (spec.size, 784 for MNIST) in or
-    out, codes (code_size). Flat for every kind, so `(-1, 784)` requests stay valid under
+    out, codes (code_size), scores (1: the scorer's one column). Flat for every kind, so `(-1, 784)` requests stay valid under
     `mlflow models serve` (which enforces the signature's shapes)."""
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     sizes = {"autoencoder": (spec.size, spec.size), "encoder": (spec.size, code_size),
-             "decoder": (code_size, spec.size)}[part]
+             "decoder": (code_size, spec.size), SCORER: (spec.size, 1)}[part]
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, sizes[0]))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, sizes[1]))]),

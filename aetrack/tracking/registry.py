@@ -1,5 +1,6 @@
 """Registering a run's logged models: each part a new version of `<prefix>-autoencoder`,
-`<prefix>-encoder` and `<prefix>-decoder`, tagged with where it came from and aliased `candidate`;
+`<prefix>-encoder`, `<prefix>-decoder` and `<prefix>-scorer`, tagged with where it came from (and
+its test metrics, `anomaly_threshold` among them: the scorer's threshold) and aliased `candidate`;
 retried while SQLite is locked, and rolled back if registering fails part-way.
 
 Logging the parts is `aetrack.tracking.logged_models`, moving `champion` is

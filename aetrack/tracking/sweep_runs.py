@@ -99,7 +99,7 @@ def tag_pruned(run_id: str, epoch: int) -> None:
 
 
 def register_trial_models(run_id: str, config: TrainConfig, study_name: str) -> dict[str, str]:
-    """Register the models a finished trial logged (autoencoder, encoder, decoder), as
+    """Register the models a finished trial logged (autoencoder, encoder, decoder, scorer), as
     `register_run_models` would have at the end of that run; {registered name: version}."""
     client = MlflowClient()
     run = client.get_run(run_id)
