@@ -274,9 +274,10 @@ def test_pyfunc_scorer_gives_the_in_memory_scores(anomaly):
 
     model = mlflow.pyfunc.load_model("models:/t-scorer/1")
     in_memory = anomaly.scorer(anomaly.rows, training=False).numpy().reshape(-1)
-    from_rows = np.asarray(model.predict(anomaly.rows)).reshape(-1)
+    from_rows = model.predict(anomaly.rows)
     shuffled = pd.DataFrame(anomaly.rows, columns=FEATURES)[list(reversed(FEATURES))]
-    from_frame = np.asarray(model.predict(shuffled)).reshape(-1)
+    from_frame = model.predict(shuffled)
+    assert from_rows.shape == from_frame.shape == (40,)  # one score per sample, flat
     np.testing.assert_allclose(from_rows, in_memory, rtol=1e-6)
     np.testing.assert_allclose(from_frame, in_memory, rtol=1e-6)
     np.testing.assert_allclose(in_memory, _expected_scores(anomaly), rtol=1e-4)

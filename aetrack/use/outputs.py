@@ -18,7 +18,7 @@ from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.errors import ArgumentError
 from aetrack.images import PAD, PAD_VALUE, to_uint8
 
-SCORE_SUFFIXES = (".csv", ".parquet", ".npy")  # score tables, or today's scores-only array
+SCORE_SUFFIXES = (".npy", ".csv", ".parquet")  # score tables, or today's scores-only array
 SCORE_COLUMN = "score"
 FLAG_COLUMN = "is_anomaly"
 GRID_COLUMNS = 16
