@@ -250,15 +250,17 @@ def test_serve_answers_scores_and_flags(anomaly):
             assert answer["is_anomaly"] == (expected[:10] > THRESHOLD).astype(int).tolist()
             assert answer["threshold"] == THRESHOLD and 1 <= sum(answer["is_anomaly"]) < 10
             if "scorer" in uri:
-                np.testing.assert_allclose(answer["predictions"], expected[:10], rtol=1e-4)
+                # "predictions" as `mlflow models serve` answers them: the scorer's (n, 1) column.
+                assert np.asarray(answer["predictions"]).shape == (10, 1)
+                np.testing.assert_allclose(np.asarray(answer["predictions"])[:, 0], expected[:10], rtol=1e-4)
                 buffer = io.BytesIO()
                 np.save(buffer, rows)
                 request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=buffer.getvalue(),
                                                  headers={"Content-Type": "application/x-npy"})
                 with urllib.request.urlopen(request, timeout=30) as response:
                     scores = np.load(io.BytesIO(response.read()))
-                assert scores.shape == (10,)
-                np.testing.assert_allclose(scores, expected[:10], rtol=1e-4)
+                assert scores.shape == (10, 1)
+                np.testing.assert_allclose(scores[:, 0], expected[:10], rtol=1e-4)
             else:  # the reconstructions, as before
                 assert np.asarray(answer["predictions"]).shape == (10, 6)
         finally:
@@ -273,11 +275,11 @@ def test_pyfunc_scorer_gives_the_in_memory_scores(anomaly):
     import pandas as pd
 
     model = mlflow.pyfunc.load_model("models:/t-scorer/1")
-    in_memory = anomaly.scorer(anomaly.rows, training=False).numpy().reshape(-1)
+    in_memory = anomaly.scorer(anomaly.rows, training=False).numpy()
     from_rows = model.predict(anomaly.rows)
     shuffled = pd.DataFrame(anomaly.rows, columns=FEATURES)[list(reversed(FEATURES))]
     from_frame = model.predict(shuffled)
-    assert from_rows.shape == from_frame.shape == (40,)  # one score per sample, flat
+    assert from_rows.shape == from_frame.shape == in_memory.shape == (40, 1)  # the scorer's column
     np.testing.assert_allclose(from_rows, in_memory, rtol=1e-6)
     np.testing.assert_allclose(from_frame, in_memory, rtol=1e-6)
-    np.testing.assert_allclose(in_memory, _expected_scores(anomaly), rtol=1e-4)
+    np.testing.assert_allclose(in_memory[:, 0], _expected_scores(anomaly), rtol=1e-4)

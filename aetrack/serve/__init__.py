@@ -51,7 +51,7 @@ def load_served_model(uri: str) -> ServedModel:
     threshold = stored_threshold(uri, metadata)
     if threshold is not None and not scorer and threshold.score != MSE:
         threshold = None  # a vae autoencoder's threshold is on its ELBO, which only its scorer answers
-    direct = DirectKerasModel(model, scorer=scorer)
+    direct = DirectKerasModel(model)
     output = model.outputs[0].shape
     return ServedModel(predict=direct.predict, input_width=int(model.inputs[0].shape[-1]),
                        output_width=int(output[-1]) if len(output) > 1 else 1, spec=spec, scorer=scorer,

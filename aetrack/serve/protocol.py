@@ -233,17 +233,15 @@ def encode_json(outputs: np.ndarray, scores: np.ndarray | None = None, threshold
 
 
 def _outputs(model: ServedModel, batch: np.ndarray, request_shape: tuple[int, ...]) -> np.ndarray:
-    outputs = np.asarray(model.predict(batch), dtype=np.float32)
-    if model.scorer:
-        return as_scores(outputs)  # one score per sample, (n,), whatever the model's output rank
-    return shaped_like(outputs, model, request_shape)
+    """The model's outputs as `mlflow models serve` answers them (a scorer's (n, 1) column too)."""
+    return shaped_like(np.asarray(model.predict(batch), dtype=np.float32), model, request_shape)
 
 
 def _scores(model: ServedModel, batch: np.ndarray, outputs: np.ndarray) -> np.ndarray | None:
     """The batch's anomaly scores when the answer carries them (`ServedModel.flags_anomalies`)."""
     if not model.flags_anomalies:
         return None
-    return outputs if model.scorer else reconstruction_scores(batch, outputs, model.sample_spec)
+    return as_scores(outputs) if model.scorer else reconstruction_scores(batch, outputs, model.sample_spec)
 
 
 def answer(model: ServedModel, content_type: str, body: bytes) -> Answer:

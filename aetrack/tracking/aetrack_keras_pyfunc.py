@@ -8,32 +8,27 @@ aetrack: a model served in a fresh environment needs only its own requirements.
 
 Inputs may be flat rows (n, width) or samples in their own shape (n, *shape), which are flattened
 (and answered in that shape); a DataFrame holding the training columns of a table model (the
-logged sample spec's `feature_names`) is read by column name. A `scorer` model (one anomaly score
-per sample) answers a flat (n,) array of scores, whatever the rank of its Keras output.
+logged sample spec's `feature_names`) is read by column name.
 """
 
 import os
 
 import numpy as np
 
-# aetrack.names.SAMPLE_SPEC_KEY and PART_METADATA, said again: this module imports nothing from aetrack.
+# aetrack.names.SAMPLE_SPEC_KEY, said again: this module imports nothing from aetrack.
 _SAMPLE_SPEC_KEY = "aetrack.sample_spec"
-_PART_KEY = "aetrack.part"
-_SCORER = "scorer"
 
 
 class DirectKerasModel:
     """A pyfunc model that calls the Keras model directly (inference mode, no progress output)."""
 
-    def __init__(self, model, feature_names=(), scorer=None):
+    def __init__(self, model, feature_names=()):
         import tensorflow as tf
 
         self.model = model
         self.feature_names = tuple(feature_names)
         self.width = int(model.inputs[0].shape[-1])
-        self._gives_samples = model.outputs[0].shape[-1] == self.width
-        # One score per sample: answered flat, (n,), so MLflow's JSON is {"predictions": [s, ...]}.
-        self._scorer = model.name == _SCORER if scorer is None else bool(scorer)
+        self._gives_samples = int(model.outputs[0].shape[-1]) == self.width
         # One trace for every batch size: a fixed signature with a free batch dimension.
         self._call = tf.function(
             lambda x: model(x, training=False),
@@ -56,35 +51,24 @@ class DirectKerasModel:
         if inputs.ndim > 2:  # samples in their own shape, e.g. (n, 28, 28) or (n, 32, 32, 3)
             inputs = inputs.reshape(len(inputs), -1)
         outputs = self._call(inputs).numpy()
-        if self._scorer:
-            return outputs.reshape(len(outputs))
         if len(shape) > 2 and self._gives_samples:
             return outputs.reshape(shape)
         return outputs
 
 
-def _metadata(path):
-    """The logged model's MLmodel metadata ({} when it has none or cannot be read)."""
+def _feature_names(path):
+    """The training columns the logged model's MLmodel metadata names (none: not a table model)."""
+    import json
+
     import yaml
 
     try:
         with open(os.path.join(path, "MLmodel")) as f:
-            metadata = yaml.safe_load(f).get("metadata") or {}
-        return metadata if isinstance(metadata, dict) else {}
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
-        return {}
-
-
-def _feature_names(metadata):
-    """The training columns the metadata's sample spec names (none: not a table model)."""
-    import json
-
-    try:
-        spec = metadata.get(_SAMPLE_SPEC_KEY) or {}
+            spec = (yaml.safe_load(f).get("metadata") or {}).get(_SAMPLE_SPEC_KEY) or {}
         if isinstance(spec, str):
             spec = json.loads(spec)
         return tuple(spec.get("feature_names", ()))
-    except (ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return ()
 
 
@@ -92,6 +76,4 @@ def _load_pyfunc(path):
     """MLflow's pyfunc entry point: `path` is the model directory (Keras flavor layout)."""
     from mlflow.keras.load import _load_pyfunc as load_keras_pyfunc
 
-    metadata = _metadata(path)
-    scorer = True if metadata.get(_PART_KEY) == _SCORER else None  # else the Keras model's name says
-    return DirectKerasModel(load_keras_pyfunc(path).get_raw_model(), _feature_names(metadata), scorer)
+    return DirectKerasModel(load_keras_pyfunc(path).get_raw_model(), _feature_names(path))

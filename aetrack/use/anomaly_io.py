@@ -22,7 +22,7 @@ from aetrack.names import PART_METADATA
 # The MLmodel metadata key of a logged part's threshold, as training writes it (aetrack.names
 # ANOMALY_KEY on the anomaly branch; said here so this side ships on its own, deduped at merge).
 ANOMALY_KEY = "aetrack.anomaly"
-THRESHOLD_TAG = "anomaly_threshold"  # a registered version's tag holding the same threshold
+THRESHOLD_TAG = "anomaly_threshold"  # a registered version's tag: the run's scorer threshold (names.ANOMALY_THRESHOLD)
 SCORER = "scorer"  # the part whose output is one anomaly score per sample
 MSE = "mse"
 
@@ -77,7 +77,9 @@ def stored_threshold(uri: str, metadata: dict | None) -> Threshold | None:
             return Threshold(value, "stored", str(stored.get("score", MSE)), str(stored.get("rule", "")))
     tag = _version_tag(uri)
     if tag is not None:
-        return Threshold(tag, "stored")
+        # The tag is the run's scorer threshold: a vae's is on its ELBO, every other on the MSE.
+        score = "elbo" if (metadata or {}).get("architecture") == "vae" else MSE
+        return Threshold(tag, "stored", score)
     return None
 
 
