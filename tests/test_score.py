@@ -125,6 +125,7 @@ def anomaly_store(tmp_path_factory):
                 version = mlflow.register_model(infos[part].model_uri, f"t-{part}")
                 if part == "tagged":
                     client.set_model_version_tag(f"t-{part}", version.version, "anomaly_threshold", str(THRESHOLD))
+                    client.set_registered_model_alias(f"t-{part}", "champion", version.version)
     import pandas as pd
 
     pd.DataFrame(rows, columns=FEATURES).to_csv(folder / "rows.csv", index=False)
@@ -146,7 +147,8 @@ def _expected_scores(store) -> np.ndarray:
     return np.mean(((rows - out) / np.asarray(spec.feature_std)) ** 2, axis=1)
 
 
-@pytest.mark.parametrize("model", ["models:/t-scorer/1", "autoencoder", "models:/t-tagged@none"])
+@pytest.mark.parametrize("model", ["models:/t-scorer/1", "autoencoder", "models:/t-tagged@champion",
+                                   "models:/t-tagged/latest"])
 def test_score_flags_from_the_stored_threshold(anomaly, model, tmp_path):
     """No options: the scorer's output, or the autoencoder's standardised MSE, flagged above the
     threshold in its metadata (or its registered version's tag)."""
@@ -154,11 +156,6 @@ def test_score_flags_from_the_stored_threshold(anomaly, model, tmp_path):
 
     if model == "autoencoder":
         model = anomaly.infos["autoencoder"].model_uri
-    if model.endswith("@none"):
-        import mlflow
-
-        mlflow.MlflowClient().set_registered_model_alias("t-tagged", "champion", "1")
-        model = "models:/t-tagged@champion"
     out = aetrack_in_process("score", "--model", model, "--input", "rows.csv", "--output", tmp_path / "s.csv")
     assert out.returncode == 0, out.stderr
     import pandas as pd
@@ -204,22 +201,25 @@ def test_score_threshold_override_npy_and_refusals(anomaly, tmp_path):
         assert not target.exists()
 
 
-def test_score_without_a_threshold_writes_scores_only(basic_store, tmp_path):
-    """A model carrying no threshold (a plain .keras file): the score column only, and a note."""
-    from tests.helpers.data import synthetic_digits
+def test_score_without_a_threshold_writes_scores_only(anomaly, tmp_path):
+    """A model carrying no threshold (a plain .keras file: no metadata, no registry): the score
+    column only, and a note saying how to get flags."""
     from tests.helpers.processes import aetrack_in_process
 
     path = tmp_path / "m.keras"
-    basic_store.result.model.save(path)
-    images, _ = synthetic_digits(6, seed=1)
-    np.save(tmp_path / "d.npy", images)
-    out = aetrack_in_process("score", "-m", path, "-i", tmp_path / "d.npy", "-o", tmp_path / "s.csv")
+    anomaly.autoencoder.save(path)
+    np.save(tmp_path / "rows.npy", anomaly.rows)
+    out = aetrack_in_process("score", "-m", path, "-i", tmp_path / "rows.npy", "-o", tmp_path / "s.csv")
     assert out.returncode == 0, out.stderr
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "s.csv")
-    assert list(table.columns) == ["score"] and len(table) == 6
-    assert "no threshold stored with the model" in out.stdout and "--threshold" in out.stdout
+    assert list(table.columns) == ["score"] and len(table) == 40
+    # No spec travels with a .keras file: the raw rows' MSE.
+    raw = np.mean((anomaly.autoencoder(anomaly.rows, training=False).numpy() - anomaly.rows) ** 2, axis=1)
+    np.testing.assert_allclose(table["score"], raw, rtol=1e-4)
+    assert "flagged" not in out.stdout
+    assert "note: no threshold stored with the model and none given" in out.stdout and "--threshold" in out.stdout
 
 
 def test_serve_answers_scores_and_flags(anomaly):

@@ -11,8 +11,9 @@ and adds a binary form: a `.npy` body with `Content-Type: application/x-npy` is 
 `.npy` body of float32 outputs. A scorer answers one anomaly score per sample; a scorer or an
 autoencoder that carries a stored threshold adds `"scores"`, `"is_anomaly"` (0/1) and
 `"threshold"` beside `"predictions"` in JSON answers. Inputs are samples of the model's
-`SampleSpec` (read with the model, `aetrack.use.specs`), in the sample shape (N, *shape) or flat (N, size); samples are answered
-in the shape they came in, and a table model's DataFrame columns are matched by name.
+`SampleSpec` (read with the model, `aetrack.use.specs`), in the sample shape (N, *shape) or flat
+(N, size); samples are answered in the shape they came in, and a table model's DataFrame columns
+are matched by name.
 
 `protocol` turns a body into an answer (no HTTP); `server` is the HTTP side (routes, limits,
 timeouts, the request log). A refused request is a RequestError (aetrack's error family),

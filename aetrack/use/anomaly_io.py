@@ -92,8 +92,12 @@ def _version_tag(uri: str) -> float | None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()
-        found = (client.get_model_version_by_alias(name, alias) if alias
-                 else client.get_model_version(name, version))
+        if alias:
+            found = client.get_model_version_by_alias(name, alias)
+        elif version == "latest":
+            found = max(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+        else:
+            found = client.get_model_version(name, version)
         value = float(found.tags[THRESHOLD_TAG])
     except Exception:  # noqa: BLE001 - no tag, no version, a bad value: all mean "no stored threshold"
         return None
