@@ -97,7 +97,8 @@ REFUSED = [
     (["reconstruct", "-i", "good.npy", "-o", "r.csv", *FITTED],
      "invalid --output 'r.csv': expected a file ending in .npy or .png"),  # tables only for table models
     # Outputs: suffix, folder, directory, grid.
-    (["score", "-i", "good.npy", "-o", "scores.txt"], "invalid --output 'scores.txt': expected a file ending in .npy"),
+    (["score", "-i", "good.npy", "-o", "scores.txt"],
+     "invalid --output 'scores.txt': expected a file ending in .npy or .csv or .parquet"),
     (["encode", "-i", "good.npy", "-o", "c.png"], "invalid --output 'c.png': expected a file ending in .npy"),
     (["reconstruct", "-i", "good.npy", "-o", "no/r.npy"], "invalid --output 'no/r.npy': folder"),
     (["score", "-i", "good.npy", "-o", "dir.npy"], "invalid --output 'dir.npy': is a directory"),

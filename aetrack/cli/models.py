@@ -119,17 +119,33 @@ def _transform(model_uri, inputs, output, grid, noise_factor, seed, resize) -> N
     click.echo(f"aetrack: wrote {len(outputs)} {what} to {output}" + (f" and a grid to {grid}" if grid else ""))
 
 
-@click.command(short_help="Write per-sample reconstruction errors (anomaly scores).")
+@click.command(short_help="Write per-sample anomaly scores and flags.")
 @_model_options(output_default="scores.npy")
-def score(model_uri: str, inputs: tuple[str, ...], resize: bool, output: str) -> None:
-    """Write each sample's reconstruction error (MSE) to --output (.npy, float32 (N,)): higher means
-    less like the training data."""
+@click.option("--threshold", default=None, metavar="X",
+              help="Flag samples scoring above X instead of above the model's stored threshold (a finite number).")
+def score(model_uri: str, inputs: tuple[str, ...], resize: bool, output: str, threshold: str | None) -> None:
+    """Write each sample's anomaly score to --output: a .csv or .parquet with the columns `score`
+    and `is_anomaly` (1: score above the threshold), or a .npy of the scores alone (float32 (N,)).
+    Higher means less like the training data.
+
+    The score is a scorer model's output (models:/<prefix>-scorer/...), or an autoencoder's
+    reconstruction error (MSE). The threshold is the one stored with the model when it was trained;
+    --threshold overrides it. A model with none and no --threshold gets scores only (no
+    is_anomaly column)."""
     from aetrack import use
 
     _require(model_uri, inputs, output)
-    errors = _worded(use.score, model_uri, inputs, output, resize=resize)
-    click.echo(f"aetrack: wrote {len(errors)} scores to {output} (mean {errors.mean():.5f}, "
-               f"min {errors.min():.5f}, max {errors.max():.5f})")
+    scored = _worded(use.score_samples, model_uri, inputs, output, resize=resize, threshold=threshold)
+    scores = scored.scores
+    click.echo(f"aetrack: wrote {len(scores)} scores to {output} (mean {scores.mean():.5f}, "
+               f"min {scores.min():.5f}, max {scores.max():.5f})")
+    if scored.threshold is not None:
+        from aetrack.use.anomaly_io import flagged_line
+
+        line = flagged_line(int(scored.flags.sum()), len(scores), scored.threshold)
+        click.echo(f"aetrack: {line.replace('the threshold given', '--threshold')}")
+    if scored.note:
+        click.echo(f"aetrack: note: {scored.note.replace('{threshold}', '--threshold')}")
 
 
 @click.command(short_help="Write samples decoded from random codes (a generative model's samples).")

@@ -8,9 +8,12 @@ figures). This server keeps MLflow's protocol (`POST /invocations` with `{"input
 `{"instances": ...}`, `{"dataframe_split": ...}` or `{"dataframe_records": ...}`, answered with
 `{"predictions": ...}`; `GET /ping`, `/health`, `/version`), reads and writes JSON with orjson,
 and adds a binary form: a `.npy` body with `Content-Type: application/x-npy` is answered with a
-`.npy` body of float32 outputs. Inputs are samples of the model's `SampleSpec` (read with the
-model, `aetrack.use.specs`), in the sample shape (N, *shape) or flat (N, size); samples are answered
-in the shape they came in, and a table model's DataFrame columns are matched by name.
+`.npy` body of float32 outputs. A scorer answers one anomaly score per sample; a scorer or an
+autoencoder that carries a stored threshold adds `"scores"`, `"is_anomaly"` (0/1) and
+`"threshold"` beside `"predictions"` in JSON answers. Inputs are samples of the model's
+`SampleSpec` (read with the model, `aetrack.use.specs`), in the sample shape (N, *shape) or flat
+(N, size); samples are answered in the shape they came in, and a table model's DataFrame columns
+are matched by name.
 
 `protocol` turns a body into an answer (no HTTP); `server` is the HTTP side (routes, limits,
 timeouts, the request log). A refused request is a RequestError (aetrack's error family),
@@ -37,13 +40,23 @@ __all__ = ["JSON_TYPE", "NPY_TYPE", "Answer", "Limits", "ScoringServer", "Served
 def load_served_model(uri: str) -> ServedModel:
     """Load `uri` (any form `aetrack.models.loading.load_model` takes) behind a direct compiled call,
     with the spec of its samples."""
+    from aetrack.models.loading import load_model
     from aetrack.tracking.aetrack_keras_pyfunc import DirectKerasModel
-    from aetrack.use.commands import load_with_spec
+    from aetrack.use.anomaly_io import MSE, is_scorer, stored_threshold
+    from aetrack.use.specs import model_metadata, model_spec
 
-    model, spec = load_with_spec(uri, option="--model")  # the serve command's flag, as load_model names it
+    model = load_model(uri, option="--model")  # the serve command's flag, as load_model names it
+    metadata = model_metadata(uri)
+    spec = model_spec(uri, model, metadata)
+    scorer = is_scorer(model, metadata)
+    threshold = stored_threshold(uri, metadata)
+    if threshold is not None and not scorer and threshold.score != MSE:
+        threshold = None  # a vae autoencoder's threshold is on its ELBO, which only its scorer answers
     direct = DirectKerasModel(model)
+    output = model.outputs[0].shape
     return ServedModel(predict=direct.predict, input_width=int(model.inputs[0].shape[-1]),
-                       output_width=int(model.outputs[0].shape[-1]), spec=spec)
+                       output_width=int(output[-1]) if len(output) > 1 else 1, spec=spec, scorer=scorer,
+                       threshold=None if threshold is None else threshold.value)
 
 
 def serve(model_uri: str, host: str, port: int, announce: Callable[[str], None] = print,

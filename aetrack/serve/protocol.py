@@ -18,6 +18,7 @@ import orjson
 
 from aetrack.data import SampleSpec
 from aetrack.errors import RequestError
+from aetrack.use.anomaly_io import as_scores, flags, reconstruction_scores
 from aetrack.use.inputs import expected_shapes
 from aetrack.use.specs import fallback_spec
 
@@ -38,6 +39,14 @@ class ServedModel:
     input_width: int
     output_width: int
     spec: SampleSpec | None = None
+    scorer: bool = False  # outputs are one anomaly score per sample ((n,) or (n, 1))
+    threshold: float | None = None  # the model's stored threshold: answers carry scores and flags
+
+    @property
+    def flags_anomalies(self) -> bool:
+        """JSON answers add `scores`, `is_anomaly` and `threshold`: a scorer or an autoencoder
+        with a stored threshold."""
+        return self.threshold is not None and (self.scorer or (self.takes_samples and self.gives_samples))
 
     @property
     def sample_spec(self) -> SampleSpec:
@@ -62,8 +71,13 @@ class ServedModel:
     def describe(self) -> str:
         spec = self.sample_spec
         what = f"{spec.describe()}s" if self.takes_samples else "codes"
+        if self.scorer:
+            return f"{what} ({self.input_width} values) -> anomaly scores" + self._flagging()
         out = f"{spec.describe()}s" if self.gives_samples else "codes"
-        return f"{what} ({self.input_width} values) -> {out} ({self.output_width} values)"
+        return f"{what} ({self.input_width} values) -> {out} ({self.output_width} values)" + self._flagging()
+
+    def _flagging(self) -> str:
+        return f", flagged above {self.threshold:.6g}" if self.flags_anomalies else ""
 
 
 class Rows(NamedTuple):
@@ -208,10 +222,26 @@ def parse_npy_body(body: bytes) -> np.ndarray:
                            "by numpy.save") from None
 
 
-def encode_json(outputs: np.ndarray) -> bytes:
-    """`{"predictions": [[...], ...]}` of a float32 array, in one native call."""
-    return orjson.dumps({"predictions": np.ascontiguousarray(outputs, dtype=np.float32)},
-                        option=orjson.OPT_SERIALIZE_NUMPY)
+def encode_json(outputs: np.ndarray, scores: np.ndarray | None = None, threshold: float | None = None) -> bytes:
+    """`{"predictions": [[...], ...]}` of a float32 array, in one native call; with `scores` and a
+    `threshold`, also `"scores"`, `"is_anomaly"` (0/1, score > threshold) and `"threshold"`."""
+    document: dict = {"predictions": np.ascontiguousarray(outputs, dtype=np.float32)}
+    if scores is not None and threshold is not None:
+        document.update(scores=np.ascontiguousarray(scores, dtype=np.float32),
+                        is_anomaly=flags(scores, threshold), threshold=float(threshold))
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _outputs(model: ServedModel, batch: np.ndarray, request_shape: tuple[int, ...]) -> np.ndarray:
+    """The model's outputs as `mlflow models serve` answers them (a scorer's (n, 1) column too)."""
+    return shaped_like(np.asarray(model.predict(batch), dtype=np.float32), model, request_shape)
+
+
+def _scores(model: ServedModel, batch: np.ndarray, outputs: np.ndarray) -> np.ndarray | None:
+    """The batch's anomaly scores when the answer carries them (`ServedModel.flags_anomalies`)."""
+    if not model.flags_anomalies:
+        return None
+    return as_scores(outputs) if model.scorer else reconstruction_scores(batch, outputs, model.sample_spec)
 
 
 def answer(model: ServedModel, content_type: str, body: bytes) -> Answer:
@@ -221,7 +251,7 @@ def answer(model: ServedModel, content_type: str, body: bytes) -> Answer:
     if mime == NPY_TYPE:
         array = parse_npy_body(body)
         batch = check_batch(array, model)
-        outputs = shaped_like(np.asarray(model.predict(batch), dtype=np.float32), model, array.shape)
+        outputs = _outputs(model, batch, array.shape)
         buffer = io.BytesIO()
         np.save(buffer, outputs, allow_pickle=False)
         return Answer(NPY_TYPE, buffer.getvalue(), len(batch))
@@ -231,8 +261,8 @@ def answer(model: ServedModel, content_type: str, body: bytes) -> Answer:
             raise RequestError(f"unsupported charset {charset}; expected utf-8", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
         rows = parse_json_request(body)
         batch = check_batch(rows.array, model, rows.columns)
-        outputs = shaped_like(np.asarray(model.predict(batch), dtype=np.float32), model, rows.array.shape)
-        return Answer(JSON_TYPE, encode_json(outputs), len(batch))
+        outputs = _outputs(model, batch, rows.array.shape)
+        return Answer(JSON_TYPE, encode_json(outputs, _scores(model, batch, outputs), model.threshold), len(batch))
     raise RequestError(f"unsupported Content-Type {content_type or '(none)'!r}; expected {JSON_TYPE} or {NPY_TYPE}",
                        HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
 

@@ -49,6 +49,11 @@ def check_sample_model(model, uri: str, spec: SampleSpec = MNIST_SPEC) -> None:
 check_image_model = check_sample_model  # the name before specs existed
 
 
+def check_input_width(model, uri: str, spec: SampleSpec = MNIST_SPEC) -> None:
+    """Raise unless `model` takes samples of `spec` (an encoder, autoencoder or scorer)."""
+    _check_input(model, uri, spec)
+
+
 def _check_input(model, uri: str, spec: SampleSpec) -> None:
     size = model.inputs[0].shape[-1] if model.inputs else None
     if size != spec.size:

@@ -7,7 +7,7 @@ the model (TensorFlow) and its spec, fits the inputs to that spec and writes its
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -15,11 +15,13 @@ from aetrack.data import SampleSpec
 from aetrack.errors import ArgumentError
 from aetrack.models.loading import check_model_spec, load_model
 from aetrack.models.prior import prior_draws
-from aetrack.use.checks import MODEL, check_decoder, check_sample_model, encoder_for_codes
+from aetrack.use.anomaly_io import (MSE, Threshold, as_scores, check_threshold, flags, is_scorer,
+                                    reconstruction_scores, stored_threshold)
+from aetrack.use.checks import MODEL, check_decoder, check_input_width, check_sample_model, encoder_for_codes
 from aetrack.use.inputs import TABLE_SUFFIXES, open_inputs, to_model_inputs
-from aetrack.use.outputs import (check_output, check_sample_output, write_grid, write_npy, write_samples,
-                                 write_samples_grid)
-from aetrack.use.specs import model_spec
+from aetrack.use.outputs import (SCORE_SUFFIXES, check_output, check_sample_output, write_grid, write_npy,
+                                 write_samples, write_samples_grid, write_scores_table)
+from aetrack.use.specs import model_metadata, model_spec
 
 # Before the spec is known any sample output may do; the spec then narrows it (`check_sample_output`).
 _ANY_SAMPLE_OUTPUT = (".npy", ".png") + TABLE_SUFFIXES
@@ -30,11 +32,12 @@ def predict(model, rows: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.asarray(model.predict(rows, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
-def reconstruction_errors(model, rows: np.ndarray) -> np.ndarray:
-    """Per-sample MSE between each row and the model's reconstruction of it, shape (n,)."""
-    from aetrack.evaluation import per_image_mse
+def reconstruction_errors(model, rows: np.ndarray, spec: SampleSpec | None = None) -> np.ndarray:
+    """Per-sample MSE between each row and the model's reconstruction of it, shape (n,); with a
+    scaled table's `spec`, in its standardised space (`anomaly_io.reconstruction_scores`)."""
+    from aetrack.data import MNIST_SPEC
 
-    return per_image_mse(rows, predict(model, rows)).astype(np.float32)
+    return reconstruction_scores(rows, predict(model, rows), spec or MNIST_SPEC)
 
 
 def load_with_spec(model_uri: str, option: str = MODEL) -> tuple[object, SampleSpec]:
@@ -90,17 +93,59 @@ def transform(model_uri: str, input_paths: Sequence[str], output_path: str, grid
     return outputs
 
 
-def score(model_uri: str, input_paths: Sequence[str], output_path: str, resize: bool = False) -> np.ndarray:
-    """Write each input's reconstruction error (anomaly score) to a .npy; return them, float32 (n,)."""
+class Scored(NamedTuple):
+    """What `score_samples` wrote: the scores, their 0/1 flags and the threshold used (both None
+    when the model has no threshold and none was given), and a note for the user (or "")."""
+
+    scores: np.ndarray
+    flags: np.ndarray | None
+    threshold: Threshold | None
+    note: str = ""
+
+
+def score_samples(model_uri: str, input_paths: Sequence[str], output_path: str, resize: bool = False,
+                  threshold: float | str | None = None) -> Scored:
+    """Score the inputs and write them: a .npy holds the scores only (float32 (n,)); a .csv or
+    .parquet one row per sample with `score` and, when there is a threshold, `is_anomaly` (0/1).
+
+    The score is a `scorer` model's output, or an autoencoder's per-sample MSE in the model's space.
+    The threshold is `threshold` when given, else the one stored with the model (`anomaly_io`).
+    """
+    given = check_threshold(threshold)
     files = open_inputs(input_paths)
-    check_output(output_path, (".npy",))
+    suffix = check_output(output_path, SCORE_SUFFIXES)
     check_model_spec(model_uri, MODEL)
-    model, spec = load_with_spec(model_uri)
+    model = load_model(model_uri, MODEL)
+    metadata = model_metadata(model_uri)
+    spec = model_spec(model_uri, model, metadata)
     rows = to_model_inputs(files, spec, resize)
-    check_sample_model(model, model_uri, spec)
-    errors = reconstruction_errors(model, rows)
-    write_npy(output_path, errors)
-    return errors
+    scorer = is_scorer(model, metadata)
+    if scorer:
+        check_input_width(model, model_uri, spec)
+        scores = as_scores(predict(model, rows))
+    else:
+        check_sample_model(model, model_uri, spec)
+        scores = reconstruction_scores(rows, predict(model, rows), spec)
+    note = ""
+    used = Threshold(given, "given") if given is not None else stored_threshold(model_uri, metadata)
+    if used is not None and used.source == "stored" and not scorer and used.score != MSE:
+        note = (f"the model's threshold is on {used.score} scores, not this autoencoder's MSE: no is_anomaly; "
+                "score with the run's scorer model (models:/<prefix>-scorer/...) for its flags")
+        used = None
+    elif used is None:
+        note = "no threshold stored with the model and none given: scores only (give {threshold} for flags)"
+    flagged = None if used is None else flags(scores, used.value)
+    if suffix == ".npy":
+        write_npy(output_path, scores)
+    else:
+        write_scores_table(output_path, scores, flagged)
+    return Scored(scores, flagged, used, note)
+
+
+def score(model_uri: str, input_paths: Sequence[str], output_path: str, resize: bool = False,
+          threshold: float | str | None = None) -> np.ndarray:
+    """`score_samples`, returning only the scores, float32 (n,)."""
+    return score_samples(model_uri, input_paths, output_path, resize, threshold).scores
 
 
 def sample(model_uri: str, output_path: str, count: int = 64, seed: int = 0) -> np.ndarray:

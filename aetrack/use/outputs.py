@@ -18,6 +18,9 @@ from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.errors import ArgumentError
 from aetrack.images import PAD, PAD_VALUE, to_uint8
 
+SCORE_SUFFIXES = (".npy", ".csv", ".parquet")  # score tables, or today's scores-only array
+SCORE_COLUMN = "score"
+FLAG_COLUMN = "is_anomaly"
 GRID_COLUMNS = 16
 GRID_MAX_IMAGES = 64
 
@@ -67,6 +70,16 @@ def write_npy(path: str, array: np.ndarray) -> None:
     _write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
+def write_scores_table(path: str, scores: np.ndarray, flagged: np.ndarray | None) -> None:
+    """A CSV or Parquet table, one row per sample: `score`, and `is_anomaly` (0/1) when flagged."""
+    import pandas as pd
+
+    columns = {SCORE_COLUMN: np.asarray(scores, dtype=np.float32)}
+    if flagged is not None:
+        columns[FLAG_COLUMN] = np.asarray(flagged, dtype=np.uint8)
+    _write_frame(path, pd.DataFrame(columns))
+
+
 def feature_columns(spec: SampleSpec) -> list[str]:
     """The table's column names: the training columns, or `feature_0`.. when the model names none."""
     return list(spec.feature_names) or [f"feature_{i}" for i in range(spec.size)]
@@ -76,7 +89,10 @@ def write_table(path: str, rows: np.ndarray, spec: SampleSpec) -> None:
     """A CSV or Parquet table, one row per sample, one column per feature."""
     import pandas as pd
 
-    frame = pd.DataFrame(np.asarray(rows, dtype=np.float32), columns=feature_columns(spec))
+    _write_frame(path, pd.DataFrame(np.asarray(rows, dtype=np.float32), columns=feature_columns(spec)))
+
+
+def _write_frame(path: str, frame) -> None:
     if path.lower().endswith(".parquet"):
         _write_atomically(path, lambda f: frame.to_parquet(f, index=False))
     else:

@@ -21,7 +21,8 @@ def fallback_spec(width: int) -> SampleSpec:
 def sample_width(model) -> int:
     """How many values one sample has for `model`: the wider of its input and output (an
     autoencoder's are equal, an encoder narrows a sample to a code, a decoder widens one)."""
-    return max(int(model.inputs[0].shape[-1]), int(model.outputs[0].shape[-1]))
+    output = model.outputs[0].shape[-1] if len(model.outputs[0].shape) > 1 else 1  # a scorer's (n,) output
+    return max(int(model.inputs[0].shape[-1]), int(output))
 
 
 def spec_from_metadata(metadata: dict | None) -> SampleSpec | None:
@@ -32,12 +33,14 @@ def spec_from_metadata(metadata: dict | None) -> SampleSpec | None:
     return SampleSpec.from_json(stored) if isinstance(stored, str) else SampleSpec.from_dict(stored)
 
 
-def model_spec(uri: str, model) -> SampleSpec:
-    """The spec of the model loaded from `uri`: its MLmodel metadata's, else `fallback_spec`."""
-    return spec_from_metadata(_metadata(uri)) or fallback_spec(sample_width(model))
+def model_spec(uri: str, model, metadata: dict | None = None) -> SampleSpec:
+    """The spec of the model loaded from `uri`: its MLmodel metadata's (`metadata` when the caller
+    read it already), else `fallback_spec`."""
+    return spec_from_metadata(metadata if metadata is not None else model_metadata(uri)) or \
+        fallback_spec(sample_width(model))
 
 
-def _metadata(uri: str) -> dict | None:
+def model_metadata(uri: str) -> dict | None:
     """The MLmodel metadata of an MLflow model (None for a .keras file, or when it cannot be read:
     the model itself loaded, so its widths still say enough)."""
     if uri.endswith(".keras") and os.path.isfile(uri):
