@@ -15,15 +15,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from aetrack.anomaly import flags  # noqa: F401  (re-exported: the one rule, score > threshold)
 from aetrack.data import SampleSpec
 from aetrack.errors import ArgumentError
-from aetrack.names import PART_METADATA
+from aetrack.names import ANOMALY_KEY, PART_METADATA, SCORER
+from aetrack.names import ANOMALY_THRESHOLD as THRESHOLD_TAG  # a registered version's tag: the scorer's threshold
 
-# The MLmodel metadata key of a logged part's threshold, as training writes it (aetrack.names
-# ANOMALY_KEY on the anomaly branch; said here so this side ships on its own, deduped at merge).
-ANOMALY_KEY = "aetrack.anomaly"
-THRESHOLD_TAG = "anomaly_threshold"  # a registered version's tag: the run's scorer threshold (names.ANOMALY_THRESHOLD)
-SCORER = "scorer"  # the part whose output is one anomaly score per sample
 MSE = "mse"
 
 _MODELS_URI = re.compile(r"^models:/([^/@\s]+)(?:/([^/\s]+)|@([^/@\s]+))$")
@@ -131,11 +128,6 @@ def reconstruction_scores(rows: np.ndarray, outputs: np.ndarray, spec: SampleSpe
         outputs = (rows - outputs) / np.asarray(spec.feature_std, dtype=np.float64)
         return np.mean(outputs**2, axis=1).astype(np.float32)
     return np.mean((rows - outputs) ** 2, axis=1).astype(np.float32)
-
-
-def flags(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """1 where a score is above the threshold, else 0 (uint8, (n,)): `aetrack.anomaly.flags`' rule."""
-    return (np.asarray(scores) > threshold).astype(np.uint8)
 
 
 def flagged_line(count: int, total: int, threshold: Threshold) -> str:
