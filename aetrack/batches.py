@@ -72,6 +72,7 @@ def streamed_batches(images: StreamedImages, batch_size: int, seed: int,
     """
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="aetrack_epoch")
     count, size = len(images), images.spec.size
+    images.failures.clear()  # a failure an earlier fit of the same split met is not this one's
 
     def clean(idx: np.ndarray) -> np.ndarray:
         return images.rows(idx)
