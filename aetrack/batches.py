@@ -15,6 +15,7 @@ order for the same (seed, epoch).
 from __future__ import annotations
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -22,6 +23,12 @@ import tensorflow as tf
 
 from aetrack.data.streams import StreamedImages
 from aetrack.noise import RunNoise
+
+# A streamed split's batches decoded at once, and decoded ahead of the one training: fixed, not
+# AUTOTUNE, whose buffers may grow towards half the machine's memory while the model is the
+# bottleneck; so at most DECODE_PARALLEL + PREFETCH_BATCHES + 1 batches are in memory.
+DECODE_PARALLEL = max(1, min(8, os.cpu_count() or 1))
+PREFETCH_BATCHES = 2
 
 
 class EpochOrder(keras.callbacks.Callback):
@@ -64,7 +71,7 @@ def streamed_batches(images: StreamedImages, batch_size: int, seed: int,
                      noise: RunNoise | None = None) -> tuple[tf.data.Dataset, EpochOrder]:
     """As `shuffled_batches`, for a split read from its files: each batch of file indices (the same
     (seed, epoch) permutation) is decoded by `images.rows` in the pipeline, in parallel and in
-    order, then prefetched; only a few batches are in memory at a time.
+    order, then prefetched; only a few batches are in memory at a time (see DECODE_PARALLEL).
 
     With `noise`, inputs get per-sample noise keyed by (seed, sample index) (RunNoise.training_rows)
     and targets stay clean. A file that fails to decode stops the pipeline; `images.failures` keeps
@@ -93,6 +100,6 @@ def streamed_batches(images: StreamedImages, batch_size: int, seed: int,
 
     indices = tf.data.Dataset.range(1).map(lambda _: epoch_permutation(count, seed, epoch.read_value()))
     batches = indices.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-    dataset = batches.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = batches.map(read, num_parallel_calls=DECODE_PARALLEL, deterministic=True)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(count / batch_size)))
-    return dataset.prefetch(tf.data.AUTOTUNE), EpochOrder(epoch)
+    return dataset.prefetch(PREFETCH_BATCHES), EpochOrder(epoch)

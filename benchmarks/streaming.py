@@ -35,7 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=("both", "throughput", "memory"), default="both")
     p.add_argument("--images", type=int, default=100_000, help="memory part: images in the big folder")
-    p.add_argument("--small-images", type=int, default=1_000, help="memory part: images in the baseline folder")
+    p.add_argument("--small-images", type=int, default=5_000,
+                   help="memory part: images in the baseline folder (enough batches to fill the pipeline)")
     p.add_argument("--limit-mb", type=float, default=1536.0, help="memory part: the stated limit the peak is held to")
     p.add_argument("--side", type=int, default=SIDE, help="image height and width (RGB)")
     p.add_argument("--throughput-images", type=int, default=10_000, help="throughput part: images in both forms")
@@ -47,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="a few seconds: tiny sizes for a smoke test")
     args = p.parse_args(argv)
     if args.tiny:
-        args.images, args.small_images, args.throughput_images = 96, 32, 64
+        args.images, args.small_images, args.throughput_images = 96, 48, 64
         args.side, args.epochs, args.reps, args.batch_size, args.code_size = 8, 2, 1, 16, 2
     if args.epochs < 2:
         p.error("--epochs must be at least 2: the first epoch (tracing, warm-up) is not counted")
@@ -94,6 +95,13 @@ def write_npz(path: Path, n_train: int, n_test: int, side: int, seed: int = 0) -
     return path
 
 
+def pipeline_mb(args) -> float:
+    from aetrack.batches import DECODE_PARALLEL, PREFETCH_BATCHES
+
+    batch_bytes = args.batch_size * args.side * args.side * 3 * 5  # float32 rows and their uint8 pixels
+    return (DECODE_PARALLEL + PREFETCH_BATCHES + 1) * batch_bytes / 2**20
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
@@ -126,6 +134,7 @@ def memory_part(args, work: Path) -> list[str]:
               f"peak_rss_mb: {peak:.0f} ({args.images} images)",
               f"rss_growth_mb: {peak - baseline:.0f} (peak over the baseline's)",
               f"decoded_float32_mb: {decoded_mb:.0f}",
+              f"pipeline_bound_mb: {pipeline_mb(args):.0f} (batches in flight x a batch's float32 + uint8)",
               f"peak_over_limit: {peak / args.limit_mb:.2f}",
               f"decoded_over_limit: {decoded_mb / args.limit_mb:.2f}",
               f"big_run_loss: {result.history['loss'][-1]:.4f}"]

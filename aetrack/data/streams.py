@@ -73,7 +73,9 @@ class StreamedImages:
     def rows(self, indices) -> np.ndarray:
         """float32 (k, spec.size) rows in [0, 1] of the files at `indices`; DataError naming a bad file."""
         pixels = self.pixels(indices)
-        return pixels.reshape(len(pixels), -1).astype(np.float32) / np.float32(255.0)
+        rows = pixels.reshape(len(pixels), -1).astype(np.float32)
+        rows /= np.float32(255.0)  # in place: the values `flatten` gives, one float copy per batch
+        return rows
 
     def sha256(self, labels: np.ndarray | None = None) -> str:
         """SHA-256 of the files' bytes (read in chunks), the size and colour they are decoded to, and
