@@ -6,15 +6,29 @@ tf.data pipeline: the order depends on how the pipeline and the global seed were
 the epoch number, so a fit restarted at epoch k cannot reproduce epochs k+1.. (and with a global
 seed it even repeats one order every epoch). Here each epoch's permutation comes from a stateless
 draw keyed by (seed, epoch); a callback tells the pipeline which epoch begins.
+
+Arrays in memory are gathered from a constant (`shuffled_batches`); a streamed split
+(`StreamedImages`) decodes each batch's files in the pipeline (`streamed_batches`), in the same
+order for the same (seed, epoch).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from aetrack.data.streams import StreamedImages
+from aetrack.noise import RunNoise
+
+# A streamed split's batches decoded at once, and decoded ahead of the one training: fixed, not
+# AUTOTUNE, whose buffers may grow towards half the machine's memory while the model is the
+# bottleneck; so at most DECODE_PARALLEL + PREFETCH_BATCHES + 1 batches are in memory.
+DECODE_PARALLEL = max(1, min(8, os.cpu_count() or 1))
+PREFETCH_BATCHES = 2
 
 
 class EpochOrder(keras.callbacks.Callback):
@@ -51,3 +65,41 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -
                           num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(count / batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE), EpochOrder(epoch)
+
+
+def streamed_batches(images: StreamedImages, batch_size: int, seed: int,
+                     noise: RunNoise | None = None) -> tuple[tf.data.Dataset, EpochOrder]:
+    """As `shuffled_batches`, for a split read from its files: each batch of file indices (the same
+    (seed, epoch) permutation) is decoded by `images.rows` in the pipeline, in parallel and in
+    order, then prefetched; only a few batches are in memory at a time (see DECODE_PARALLEL).
+
+    With `noise`, inputs get per-sample noise keyed by (seed, sample index) (RunNoise.training_rows)
+    and targets stay clean. A file that fails to decode stops the pipeline; `images.failures` keeps
+    its one-line message (runner.fit raises it as a DataError).
+    """
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="aetrack_epoch")
+    count, size = len(images), images.spec.size
+    images.failures.clear()  # a failure an earlier fit of the same split met is not this one's
+
+    def clean(idx: np.ndarray) -> np.ndarray:
+        return images.rows(idx)
+
+    def noisy(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = images.rows(idx)
+        return noise.training_rows(rows, idx), rows
+
+    def read(idx):
+        if noise is None:
+            x = tf.numpy_function(clean, [idx], tf.float32, name="aetrack_decode")
+            x.set_shape([None, size])
+            return x, x
+        x, y = tf.numpy_function(noisy, [idx], (tf.float32, tf.float32), name="aetrack_decode_noisy")
+        x.set_shape([None, size])
+        y.set_shape([None, size])
+        return x, y
+
+    indices = tf.data.Dataset.range(1).map(lambda _: epoch_permutation(count, seed, epoch.read_value()))
+    batches = indices.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+    dataset = batches.map(read, num_parallel_calls=DECODE_PARALLEL, deterministic=True)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(count / batch_size)))
+    return dataset.prefetch(PREFETCH_BATCHES), EpochOrder(epoch)

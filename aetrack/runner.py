@@ -14,12 +14,14 @@ from typing import Iterator, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from aetrack.anomaly import RunThreshold, run_threshold
-from aetrack.batches import shuffled_batches
+from aetrack.batches import shuffled_batches, streamed_batches
 from aetrack.config import TrainConfig
 from aetrack.data import MNIST_SPEC, Dataset, SampleSpec, anomalous_test
-from aetrack.errors import TrainingDiverged
+from aetrack.data.streams import StreamedImages
+from aetrack.errors import DataError, TrainingDiverged
 from aetrack.evaluation import Moments, Reconstruct, final_metrics, per_image_mse
 from aetrack.models import (autoencoder_of, build_autoencoder, compile_autoencoder, copy_weights, decoder_of,
                             encoder_of, latent_moments)
@@ -63,12 +65,17 @@ class StartPoint:
 
 @dataclass(frozen=True)
 class TrainingArrays:
-    """What the model is fitted on: inputs and targets (noisy and clean images when denoising)."""
+    """What the model is fitted on: inputs and targets (noisy and clean images when denoising).
 
-    x_train: np.ndarray
-    y_train: np.ndarray
+    A streamed training split is its `StreamedImages` as both inputs and targets; a denoiser's
+    noise is then added per batch in the pipeline (`train_noise`), keyed by sample.
+    """
+
+    x_train: np.ndarray | StreamedImages
+    y_train: np.ndarray | StreamedImages
     x_val: np.ndarray
     y_val: np.ndarray
+    train_noise: RunNoise | None = None  # streamed only: the noise the pipeline adds to x_train
 
 
 class PhaseTimer:
@@ -145,14 +152,21 @@ def anomaly_scores(model: keras.Model, samples: np.ndarray, spec: SampleSpec = M
     the reconstruction, or for a vae the scorer's negative ELBO (models/scorer.py)."""
     if score_kind(model) == MSE:
         return reconstruction_errors(model, samples)
-    return scores_of(scorer_in_model_space(model, spec), samples)
-
-
-def reconstruction_errors(model: keras.Model, samples: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Per-sample MSE of the (deterministic) reconstruction, batch by batch, float64 (n,)."""
-    parts = [per_image_mse(samples[i:i + batch_size], model(samples[i:i + batch_size], training=False).numpy())
-             for i in range(0, len(samples), batch_size)]
+    scorer = scorer_in_model_space(model, spec)
+    parts = [scores_of(scorer, chunk) for chunk in _chunks(samples)]
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def reconstruction_errors(model: keras.Model, samples: np.ndarray | StreamedImages) -> np.ndarray:
+    """Per-sample MSE of the (deterministic) reconstruction, batch by batch, float64 (n,)."""
+    parts = [per_image_mse(chunk, model(chunk, training=False).numpy()) for chunk in _chunks(samples)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _chunks(samples: np.ndarray | StreamedImages, size: int = 1024):
+    """`samples` as in-memory arrays of up to `size` rows: a streamed split decodes one chunk at a time."""
+    for start in range(0, len(samples), size):
+        yield np.asarray(samples[start:start + size])
 
 
 def threshold_of(model: keras.Model, dataset: Dataset, config: TrainConfig) -> RunThreshold:
@@ -178,6 +192,9 @@ def moments_of(model: keras.Model) -> Moments | None:
 
 def training_arrays(dataset: Dataset, noise: RunNoise | None) -> TrainingArrays:
     """Clean images in and out; a denoiser sees fixed seeded noise and learns to give clean images."""
+    if dataset.streamed:  # nothing decoded here: the pipeline reads (and noises) each batch
+        x_val = dataset.x_test if noise is None else noise.validation(dataset.x_test)
+        return TrainingArrays(dataset.x_train, dataset.x_train, x_val, dataset.x_test, train_noise=noise)
     if noise is None:
         return TrainingArrays(dataset.x_train, dataset.x_train, dataset.x_test, dataset.x_test)
     return TrainingArrays(noise.training(dataset.x_train), dataset.x_train,
@@ -194,7 +211,10 @@ def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client,
     The callbacks queue their MLflow calls on one background thread that this fit owns: whether
     fitting ends or fails, every call queued so far is in the store before this returns or raises.
     """
-    batches, epoch_order = shuffled_batches(arrays.x_train, arrays.y_train, config.batch_size, config.seed)
+    if isinstance(arrays.x_train, StreamedImages):
+        batches, epoch_order = streamed_batches(arrays.x_train, config.batch_size, config.seed, arrays.train_noise)
+    else:
+        batches, epoch_order = shuffled_batches(arrays.x_train, arrays.y_train, config.batch_size, config.seed)
     with BackgroundCalls(run_id) as calls:
         # Order matters: the epoch's metrics and images are queued before its checkpoint (see
         # CheckpointWriter); TerminateOnNaN stops at the first non-finite batch loss, and
@@ -209,15 +229,23 @@ def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client,
                                       param_texts(config.params())),
                      Heartbeat(client, run_id),
                      *extra_callbacks]
-        fitted = model.fit(
-            batches,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            shuffle=False,  # the batches are shuffled already, in an order fixed by (seed, epoch)
-            validation_data=(arrays.x_val, arrays.y_val),
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
+        try:
+            fitted = model.fit(
+                batches,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                shuffle=False,  # the batches are shuffled already, in an order fixed by (seed, epoch)
+                validation_data=(arrays.x_val, arrays.y_val),
+                callbacks=callbacks,
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+        except tf.errors.OpError:
+            # A streamed file that failed to decode: TensorFlow wraps the pipeline's error in its
+            # own; the run fails with the one line that names the file.
+            failures = getattr(arrays.x_train, "failures", None)
+            if failures:
+                raise DataError(failures[0]) from None
+            raise
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
     raise_if_diverged(history, first_epoch=initial_epoch + 1)
     return history

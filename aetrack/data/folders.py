@@ -1,6 +1,8 @@
 """Image folders in Keras' `image_dataset_from_directory` layout: class subfolders give the labels
 (class names sorted), images directly in the folder are unlabelled, and `train/` and `test/`
-subfolders, when there is a `train/`, are the splits. Read with PIL into memory, files sorted.
+subfolders, when there is a `train/`, are the splits. Files sorted; every header is checked up
+front. The training split is streamed (`StreamedImages`: decoded per batch while training); the
+test split is decoded with PIL into memory.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import numpy as np
 
 from aetrack.data.raw import Raw
 from aetrack.data.spec import image_spec
+from aetrack.data.streams import EXTENSIONS_TEXT, StreamedImages
 from aetrack.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-EXTENSIONS_TEXT = "png, jpg, jpeg, bmp or gif"
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # PIL modes without colour
 
 
@@ -36,7 +38,8 @@ def has_images(root: str) -> bool:
 
 
 def read_image_folder(root: str, image_size: tuple[int, int] | None = None, color_mode: str = "") -> Raw:
-    """All images under `root` as uint8 (n, H, W, C), labels from class subfolders (or None)."""
+    """The images under `root`: the training split as a `StreamedImages` (nothing decoded), the
+    test split as uint8 (n, H, W, C); labels from class subfolders (or None)."""
     where = f"invalid dataset {root!r}"
     if os.path.isdir(os.path.join(root, "train")):
         train = _listing(os.path.join(root, "train"), where)
@@ -50,11 +53,11 @@ def read_image_folder(root: str, image_size: tuple[int, int] | None = None, colo
     headers = {path: _header(path, where) for split in (train, test) if split for path in split[0]}
     size = image_size or _common_size(headers, where)
     mode = color_mode or ("rgb" if any(m not in GRAY_MODES for _, m in headers.values()) else "grayscale")
-    x_train = _decode(train[0], size, mode, where)
-    y_train = _labels(train, class_names)
-    x_test = None if test is None else _decode(test[0], size, mode, where)
-    y_test = None if test is None else _labels(test, class_names)
     spec = image_spec(size[0], size[1], 3 if mode == "rgb" else 1, label_names=tuple(class_names))
+    x_train = StreamedImages(tuple(train[0]), spec, where)
+    y_train = _labels(train, class_names)
+    x_test = None if test is None else StreamedImages(tuple(test[0]), spec, where).pixels()
+    y_test = None if test is None else _labels(test, class_names)
     name = os.path.basename(os.path.normpath(root))
     return Raw(name, os.path.abspath(root), spec, x_train, y_train, x_test, y_test, 255.0)
 
@@ -109,24 +112,6 @@ def _common_size(headers: dict, where: str) -> tuple[int, int]:
         raise DataError(f"{where}: images have different sizes ({shown}); expected one size, or set image_size "
                         f"(e.g. --image-size {sizes[0][0]}x{sizes[0][1]}) to resize them")
     return sizes[0]
-
-
-def _decode(files: list[str], size: tuple[int, int], mode: str, where: str) -> np.ndarray:
-    from PIL import Image
-
-    height, width = size
-    out = np.empty((len(files), height, width, 3 if mode == "rgb" else 1), np.uint8)
-    for i, path in enumerate(files):
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB" if mode == "rgb" else "L")
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(image, np.uint8).reshape(height, width, -1)
-        except OSError as exc:  # a truncated file passes verify() and fails here
-            raise DataError(f"{where}: cannot read image {path} ({_reason(exc)}); expected {EXTENSIONS_TEXT} "
-                            f"images") from None
-    return out
 
 
 def _labels(split: tuple[list[str], list[str], list[str]], class_names: list[str]) -> np.ndarray | None:

@@ -22,7 +22,7 @@ class Raw:
     name: str
     source: str  # the file's or folder's absolute path, or the download URL
     spec: SampleSpec  # kind, shape, value_range, names; feature scaling is added once the split is cut
-    x_train: np.ndarray
+    x_train: np.ndarray  # an image folder: its StreamedImages (aetrack/data/streams.py), nothing decoded
     y_train: np.ndarray | None
     x_test: np.ndarray | None  # None: the source has no test split (sources hold one out)
     y_test: np.ndarray | None

@@ -18,6 +18,7 @@ import numpy as np
 from aetrack.config import DEFAULT_TEST_CAP, KNOWN_DATASETS, TUTORIAL_SAMPLES, TrainConfig
 from aetrack.data.raw import Raw
 from aetrack.data.spec import MNIST_SPEC, SampleSpec
+from aetrack.data.streams import StreamedImages
 from aetrack.errors import DataError
 
 IMAGE_SIDE = 28  # MNIST's, the default spec's (MNIST_SPEC)
@@ -28,10 +29,14 @@ ALLOWED = ("mnist, fashion_mnist, cifar10, digits, or a path to a .npz/.npy file
 
 @dataclass(frozen=True)
 class Dataset:
-    """Flat float32 samples in the model's space (see `spec`) and their integer labels, if any."""
+    """Flat float32 samples in the model's space (see `spec`) and their integer labels, if any.
+
+    An image folder's training split is a `StreamedImages` (its files, decoded batch by batch while
+    training) instead of an array: use `train_count` and `streamed`, not `x_train`'s values.
+    """
 
     name: str
-    x_train: np.ndarray  # (n, spec.size) float32
+    x_train: np.ndarray | StreamedImages  # (n, spec.size) float32, or the files that decode to it
     y_train: np.ndarray | None  # (n,) int64; None when the data has no labels
     x_test: np.ndarray
     y_test: np.ndarray | None
@@ -55,6 +60,20 @@ def anomalous_test(dataset: Dataset) -> np.ndarray | None:
     if dataset.excluded_labels:
         return np.isin(dataset.y_test, dataset.excluded_labels)
     return None
+
+    @property
+    def streamed(self) -> bool:
+        """The training split is read from its files as it is used (not held in memory)."""
+        return isinstance(self.x_train, StreamedImages)
+
+    @property
+    def train_count(self) -> int:
+        """Training samples, streamed or not (nothing is decoded)."""
+        return len(self.x_train)
+
+    @property
+    def test_count(self) -> int:
+        return len(self.x_test)
 
 
 def load_dataset(
@@ -100,6 +119,8 @@ def load_dataset(
     n_test = _count(test_samples, len(x_test), tutorial[1] if tutorial else DEFAULT_TEST_CAP, "test_samples",
                     f"test {noun}", spec)
     x_train, x_test = x_train[:n_train], x_test[:n_test]
+    if isinstance(x_test, StreamedImages):  # held out of a streamed folder: the test split stays in memory
+        x_test = x_test.pixels()
     y_train = None if y_train is None else y_train[:n_train]
     y_test = None if y_test is None else y_test[:n_test]
     if len(x_train) == 0:
@@ -112,9 +133,9 @@ def load_dataset(
         y_train=None if y_train is None else y_train.astype(np.int64),
         x_test=flat_test,
         y_test=None if y_test is None else y_test.astype(np.int64),
-        sha256=_sha256(x_train, y_train, x_test, y_test),
+        sha256=_dataset_sha256(x_train, y_train, x_test, y_test),
         source=raw.source,
-        train_sha256=_sha256(x_train, y_train),
+        train_sha256=_train_sha256(x_train, y_train),
         test_sha256=_sha256(x_test, y_test),
         spec=sample_spec,
         excluded_labels=excluded,
@@ -147,6 +168,20 @@ def _sha256(*arrays: np.ndarray | None) -> str:
     for array in arrays:
         if array is not None:  # unlabelled data: the samples alone
             digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _train_sha256(x_train, y_train) -> str:
+    if isinstance(x_train, StreamedImages):
+        return x_train.sha256(y_train)  # the files' bytes, not their decoded pixels
+    return _sha256(x_train, y_train)
+
+
+def _dataset_sha256(x_train, y_train, x_test, y_test) -> str:
+    if not isinstance(x_train, StreamedImages):
+        return _sha256(x_train, y_train, x_test, y_test)
+    digest = hashlib.sha256(x_train.sha256(y_train).encode())
+    digest.update(_sha256(x_test, y_test).encode())
     return digest.hexdigest()
 
 
@@ -257,7 +292,9 @@ def _to_model_space(raw: Raw, x_train: np.ndarray, x_test: np.ndarray):
     """(spec with the scaling, (flat train, flat test)): stored values divided by raw.scale, or
     standardised with the training split's mean and std (a constant feature: std 1)."""
     if not raw.standardise:
-        return raw.spec, (flatten(x_train, raw.scale), flatten(x_test, raw.scale))
+        # A streamed split decodes straight into the model's space, batch by batch.
+        train = x_train if isinstance(x_train, StreamedImages) else flatten(x_train, raw.scale)
+        return raw.spec, (train, flatten(x_test, raw.scale))
     train = x_train.reshape(len(x_train), -1).astype(np.float64)
     mean, std = train.mean(axis=0), train.std(axis=0)
     std[std == 0] = 1.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aetrack.data import Dataset, SampleSpec
+from aetrack.data.streams import StreamedImages
 from aetrack.names import DATA_KIND, NOTE_TAG, SAMPLE_SHAPE
 
 # Leading hex characters of aetrack's SHA-256 used as an MLflow dataset digest. MLflow caps a
@@ -38,7 +39,8 @@ def run_datasets(dataset: Dataset) -> RunDatasets:
 
     Images are numpy datasets (a flat (-1, size) tensor schema, MLflow's shape profile); tables
     are pandas datasets, one named column per feature (and `label`), so the schema names the
-    features and the profile counts rows. `dataset_tags` says the kind and sample shape.
+    features and the profile counts rows. A streamed training split is recorded without decoding
+    it: the same schema, a profile of its rows and shape. `dataset_tags` says the kind and shape.
     """
     import warnings
 
@@ -52,6 +54,8 @@ def run_datasets(dataset: Dataset) -> RunDatasets:
             # MLflow registers its local-file source twice and warns that a path "can be
             # interpreted in multiple ways: LocalArtifactDatasetSource, LocalArtifactDatasetSource".
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            if isinstance(x, StreamedImages):
+                return streamed_dataset(x, y, source, name, digest)
             if spec.is_image:
                 return mlflow.data.from_numpy(x, targets=y, source=source, name=name, digest=digest)
             frame, target = table_frame(x, y, spec)
@@ -61,6 +65,30 @@ def run_datasets(dataset: Dataset) -> RunDatasets:
         training=mlflow_dataset("train", dataset.x_train, dataset.y_train, dataset.train_sha256),
         evaluation=mlflow_dataset("test", dataset.x_test, dataset.y_test, dataset.test_sha256),
     )
+
+
+def streamed_dataset(x: StreamedImages, y, source: str | None, name: str, digest: str):
+    """An MLflow numpy dataset of a streamed split without its arrays: the schema from one decoded
+    row, the profile (`features_shape`, sizes, bytes) of all `len(x)` rows as float32."""
+    import numpy as np
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.numpy_dataset import NumpyDataset
+
+    rows, width = len(x), x.spec.size
+
+    class StreamedNumpyDataset(NumpyDataset):
+        @property
+        def profile(self):
+            profile = {"features_shape": (rows, width), "features_size": rows * width,
+                       "features_nbytes": rows * width * 4}
+            if y is not None:
+                profile.update({"targets_shape": y.shape, "targets_size": y.size, "targets_nbytes": y.nbytes})
+            return profile
+
+    # One zero row stands in for the schema: (-1, size) float32 features, (-1,) int64 targets.
+    features = np.zeros((1, width), np.float32)
+    targets = None if y is None else y[:1]
+    return StreamedNumpyDataset(features, resolve_dataset_source(source) if source else None, targets, name, digest)
 
 
 def table_frame(x, y, spec: SampleSpec) -> tuple["pandas.DataFrame", str | None]:  # noqa: F821
@@ -92,7 +120,7 @@ def record_run_inputs(client, run_id: str, config, dataset: Dataset, run_name: s
     import mlflow
 
     datasets = run_datasets(dataset)
-    tags = [dataset_tags(dataset, len(dataset.x_train)), dataset_tags(dataset, len(dataset.x_test))]
+    tags = [dataset_tags(dataset, dataset.train_count), dataset_tags(dataset, len(dataset.x_test))]
     mlflow.log_inputs(datasets=[datasets.training, datasets.evaluation], contexts=[TRAINING, EVALUATION],
                       tags_list=tags)
     client.set_tag(run_id, NOTE_TAG, run_note(config, dataset, run_name))
@@ -116,7 +144,7 @@ def run_note(config, dataset: Dataset, run_name: str) -> str:
     return (
         f"**{run_name}**: {task} (code size {config.code_size}{noise}{start}), "
         f"{config.epochs} epochs of {config.loss} loss.\n\n"
-        f"Data: `{dataset.name}`, {len(dataset.x_train)} training {things}{excluded} and "
+        f"Data: `{dataset.name}`, {dataset.train_count} training {things}{excluded} and "
         f"{len(dataset.x_test)} test {test_things} (digests {dataset.train_sha256[:DIGEST_LENGTH]} / "
         f"{dataset.test_sha256[:DIGEST_LENGTH]})."
     )

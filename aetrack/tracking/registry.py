@@ -63,7 +63,7 @@ def version_description(run_name: str, dataset, metrics: dict[str, float]) -> st
     spec = dataset.spec
     things = "images" if spec.is_image else "samples"
     kind = "" if spec.is_image else f", {spec.describe()}"
-    line = f"Trained by run {run_name} on {dataset.name} ({len(dataset.x_train)} training {things}{kind})."
+    line = f"Trained by run {run_name} on {dataset.name} ({dataset.train_count} training {things}{kind})."
     headline = compared_metric(spec.bounded)
     if headline in metrics:
         line += f" {headline} {metrics[headline]:.4f} on {len(dataset.x_test)} test {things}."
