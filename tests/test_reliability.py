@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from aetrack.errors import ModelError
+from aetrack.errors import Interrupted, ModelError
 from aetrack.names import FAILURE_TAG
 from tests.helpers.data import synthetic_digits, write_npz
 from tests.helpers.errors import error_line
@@ -383,6 +383,38 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
     logged = MlflowClient(uri).get_metric_history(run.info.run_id, "loss")
     assert 1 <= len(logged) < 10000
     assert registered_versions(uri) == []
+
+
+def test_a_second_signal_while_the_run_ends_changes_nothing(tracking, tiny_config):
+    """Issue 19: `mlflow run` answers Ctrl-C with SIGTERM to aetrack, so a second signal is often
+    pending when the first is handled. Both arrive at once here (blocked, sent, unblocked at an
+    epoch's end): the run still ends KILLED with the first one's reason, and the SIGTERM neither
+    interrupts the ending nor, its default action, kills the process afterwards."""
+    import keras
+
+    from aetrack.train import train
+
+    both = {signal.SIGINT, signal.SIGTERM}
+
+    class SignalsTwice(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            signal.pthread_sigmask(signal.SIG_BLOCK, both)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, both)  # both delivered: SIGINT's handler runs first
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in the CLI: SIGTERM kills by default
+    try:
+        with pytest.raises(Interrupted) as info:
+            train(tiny_config(epochs=3, image_every=0, checkpoint_every=0, register=True), callbacks=[SignalsTwice()])
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # still ignored on the way out
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # this test process is not stopping
+    assert info.value.signal_name == "SIGINT"
+    [run] = runs_in_store(tracking)
+    assert run.info.status == "KILLED" and run.data.tags[FAILURE_TAG] == "interrupted by SIGINT"
+    assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "loss")] == [1]
+    assert registered_versions(tracking) == []
 
 
 @pytest.mark.slow
