@@ -48,7 +48,6 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_m
     joined_run_id = None if resume_run_id or parent_run_id else os.environ.get(MLFLOW_RUN_ID_ENV)
     run = None
     previous = _set_handlers(_raise_interrupted)
-    interrupted = False
     try:
         if outer_run_id:
             # Under `mlflow run` the run already exists, in the experiment that command chose.
@@ -66,8 +65,7 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_m
     except BaseException as exc:
         # Still inside the handlers: the first signal switched them to _ignore_signal, so a second
         # one (`mlflow run` answers Ctrl-C with SIGTERM to this process) cannot cut this short.
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        if interrupted:
+        if isinstance(exc, KeyboardInterrupt):
             status = RunStatus.to_string(RunStatus.KILLED)
             reason = f"interrupted by {exc.signal_name if isinstance(exc, Interrupted) else 'SIGINT'}"
         else:
@@ -78,7 +76,9 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_m
             _end_joined_run(joined_run_id, status, reason)
         raise
     finally:
-        _restore_handlers(previous, keep_ignoring_defaults=interrupted)
+        # A signal was handled (the handlers are the no-op): this process is being stopped.
+        signalled = bool(previous) and signal.getsignal(signal.SIGINT) is _ignore_signal
+        _restore_handlers(previous, keep_ignoring_defaults=signalled)
 
 
 def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str, str]) -> None:
@@ -205,8 +205,9 @@ def _set_handlers(handler: Callable | int) -> dict[int, object]:
 
 
 def _restore_handlers(previous: dict[int, object], keep_ignoring_defaults: bool = False) -> None:
-    """Put `previous` back. After an interrupt, a signal whose previous action was the default
-    (SIGTERM: die on the spot) stays ignored: this process is stopping, and must live to say why."""
+    """Put `previous` back. With `keep_ignoring_defaults` (after a real signal), one whose previous
+    action was the default (SIGTERM: die on the spot) stays ignored: the process is stopping, and
+    must live to say why (`mlflow run` sends SIGTERM up to seconds after Ctrl-C)."""
     for s, h in previous.items():
         if not (keep_ignoring_defaults and h == signal.SIG_DFL):
             signal.signal(s, h)
