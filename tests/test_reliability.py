@@ -417,8 +417,18 @@ def test_a_second_signal_while_the_run_ends_changes_nothing(tracking, tiny_confi
     assert registered_versions(tracking) == []
 
 
+def _in_process_against(uri: str, monkeypatch, *args: str) -> subprocess.CompletedProcess:
+    """`aetrack ARGS` through the CLI's `main` in this process, with `uri` as its tracking store."""
+    from tests.helpers.processes import aetrack_in_process
+    from tests.helpers.stores import mlflow_pointed_at
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with mlflow_pointed_at(uri):
+        return aetrack_in_process(*args)
+
+
 @pytest.mark.slow
-def test_unreachable_tracking_server_fails_in_seconds(tmp_path, tiny_npz):
+def test_unreachable_tracking_server_fails_in_seconds(tmp_path, tiny_npz, monkeypatch):
     uri = f"http://127.0.0.1:{free_port()}"
     out, seconds, heavy = cli(tmp_path, "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri, timeout=120)
     assert error_line(out, 1) == (
@@ -427,13 +437,13 @@ def test_unreachable_tracking_server_fails_in_seconds(tmp_path, tiny_npz):
         "MLFLOW_TRACKING_URI at a reachable store"
     )
     assert seconds < 30 and "tensorflow" not in heavy
-    # --debug shows where it came from.
-    debug, _, _ = cli(tmp_path, "--debug", "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri)
+    # --debug shows where it came from (the same command through `main`, in this process).
+    debug = _in_process_against(uri, monkeypatch, "--debug", "train", "basic", *TINY, "--dataset", str(tiny_npz))
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "TrackingStoreError" in debug.stderr
 
 
 @pytest.mark.slow
-def test_unwritable_store_fails_with_a_clear_line(tmp_path, tiny_npz):
+def test_unwritable_store_fails_with_a_clear_line(tmp_path, tiny_npz, monkeypatch):
     # Tests run as root, which ignores permission bits; a store path under a regular file is
     # unwritable for everyone, so that is the case checked here.
     (tmp_path / "afile").write_text("x")
@@ -444,9 +454,9 @@ def test_unwritable_store_fails_with_a_clear_line(tmp_path, tiny_npz):
         f"because {tmp_path / 'afile'} is not a directory"
     )
     assert "tensorflow" not in heavy
-    (tmp_path / "store.db").mkdir()
+    (tmp_path / "store.db").mkdir()  # the second case through `main`, in this process
     uri = f"sqlite:///{tmp_path / 'store.db'}"
-    out, _, _ = cli(tmp_path, "train", "basic", *TINY, "--dataset", str(tiny_npz), uri=uri)
+    out = _in_process_against(uri, monkeypatch, "train", "basic", *TINY, "--dataset", str(tiny_npz))
     assert error_line(out, 1).endswith(f"{tmp_path / 'store.db'} is a directory; expected a database file")
 
 
