@@ -75,6 +75,13 @@ def tracking_store(workdir: str | None = None) -> Iterator[tuple[str, Path]]:
                     os.environ[key] = value
 
 
+def registered(name: str) -> bool:
+    """Whether the current registry (tracking_store's) has a version of model `name`."""
+    from mlflow.tracking import MlflowClient
+
+    return bool(MlflowClient().search_model_versions(f"name = '{name}'"))
+
+
 class FitTimer:
     """Times every `keras.Model.fit` call made inside the block (aetrack's own fit included).
 

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from harness import DEFAULT_DATA, machine_lines, tracking_store
+from harness import DEFAULT_DATA, machine_lines, registered, tracking_store
 from serving import request_body, start_server, stop_group, wait_ready
 
 from aetrack.serve import JSON_TYPE, NPY_TYPE  # harness put the checkout on sys.path
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--aetrack-processes", type=int, default=1,
                         help="also run N `aetrack serve` processes with the clients spread over them, as "
                              "SO_REUSEPORT workers would be (1: not)")
+    parser.add_argument("--workdir", help="keep the tracking store in this folder; a `bench` model already "
+                                          "registered there (by serving.py or load.py) is served, not trained again")
     args = parser.parse_args(argv)
     if max(args.clients) > 64 or args.seconds > 60 or not 1 <= args.aetrack_processes <= 8:
         parser.error("at most 64 clients, 60 seconds a phase and 8 processes: this is a bounded load test")
@@ -61,13 +63,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     from aetrack.config import TrainConfig
     from aetrack.data import load_dataset
-    from aetrack.train import train
 
     print("\n".join(machine_lines()))
-    with tracking_store() as (uri, root):
-        train(TrainConfig(epochs=1, train_samples=args.train_samples, test_samples=args.test_samples,
-                          dataset=args.data, image_every=0, model_prefix="load"))
-        model_uri = "models:/load-autoencoder/1"
+    with tracking_store(args.workdir) as (uri, root):
+        if not registered("bench-autoencoder"):
+            from aetrack.train import train  # TensorFlow: only when there is a model to train
+
+            train(TrainConfig(epochs=1, train_samples=args.train_samples, test_samples=args.test_samples,
+                              dataset=args.data, image_every=0, model_prefix="bench"))
+        model_uri = "models:/bench-autoencoder/1"
         images = np.resize(load_dataset(args.data, 1, args.test_samples).x_test, (max(args.batches), 784))
         aetrack = [sys.executable, "-m", "aetrack", "serve", "-m", model_uri, "--no-access-log"]
         commands = {

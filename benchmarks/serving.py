@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import DEFAULT_DATA, child_env, free_port, machine_lines, stop_group, tracking_store
+from harness import DEFAULT_DATA, child_env, free_port, machine_lines, registered, stop_group, tracking_store
 
 from aetrack.serve import JSON_TYPE, NPY_TYPE  # harness put the checkout on sys.path
 
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-samples", type=int, default=256, help="test images (repeated to fill a 256 batch)")
     parser.add_argument("--no-predict-check", action="store_true",
                         help="skip the `mlflow models predict` stdout check (two more processes loading TensorFlow)")
+    parser.add_argument("--workdir", help="keep the tracking store in this folder; models already registered there "
+                                          "(by an earlier serving.py) are served, not trained again")
     args = parser.parse_args(argv)
 
     import mlflow
@@ -49,14 +51,16 @@ def main(argv: list[str] | None = None) -> dict:
     from aetrack.train import train
 
     print("\n".join(machine_lines()))
-    with tracking_store() as (uri, root):
-        config = TrainConfig(epochs=1, train_samples=args.train_samples, test_samples=args.test_samples, dataset=args.data,
-                             image_every=0, model_prefix="bench")
-        result = train(config)
-        # Today's MLflow default for the same weights: the Keras flavor's own pyfunc (model.predict).
-        with mlflow.start_run(experiment_id=result.experiment_id):
-            mlflow.keras.log_model(result.model, name="autoencoder", signature=signature_for("autoencoder", 64),
-                                   pip_requirements=pip_requirements(), registered_model_name="bench-predict-autoencoder")
+    with tracking_store(args.workdir) as (uri, root):
+        if not registered("bench-predict-autoencoder"):
+            config = TrainConfig(epochs=1, train_samples=args.train_samples, test_samples=args.test_samples,
+                                 dataset=args.data, image_every=0, model_prefix="bench")
+            result = train(config)
+            # Today's MLflow default for the same weights: the Keras flavor's own pyfunc (model.predict).
+            with mlflow.start_run(experiment_id=result.experiment_id):
+                mlflow.keras.log_model(result.model, name="autoencoder", signature=signature_for("autoencoder", 64),
+                                       pip_requirements=pip_requirements(),
+                                       registered_model_name="bench-predict-autoencoder")
         models = {"aetrack (direct call)": "models:/bench-autoencoder/1",
                   "mlflow.keras default (predict)": "models:/bench-predict-autoencoder/1"}
         images = np.resize(load_dataset(args.data, 1, args.test_samples).x_test, (max(BATCHES), 784))

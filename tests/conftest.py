@@ -33,8 +33,21 @@ SESSION_RUNS = ("registered", "basic", "one_epoch", "denoise")
 SESSION_RUN_GROUPS_FILE = "AETRACK_TEST_SESSION_RUN_GROUPS"
 
 
+# Slow tests that share a module fixture costing more than the tests themselves: {unit: node id
+# prefixes}. Each unit is one unit of work under xdist, so the fixture is made once, not once in
+# each worker.
+SHARED_FIXTURE_UNITS = {
+    "architectures": ("tests/test_architecture_runs.py::",),  # `trained`: each architecture's run
+    "bench-store": ("tests/test_benchmarks.py::test_serving_tiny", "tests/test_benchmarks.py::test_load_tiny"),
+}
+
+
 def _runs_in_one_worker(nodeid: str) -> bool:
     return nodeid.startswith(tuple(f"{path}::" for path in ONE_WORKER_FILES))
+
+
+def _shared_fixture_unit(nodeid: str) -> str | None:
+    return next((unit for unit, prefixes in SHARED_FIXTURE_UNITS.items() if nodeid.startswith(prefixes)), None)
 
 
 def _session_run_of(item) -> str | None:
@@ -97,6 +110,8 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             if _runs_in_one_worker(nodeid):
                 return "one-worker-files"
+            if unit := _shared_fixture_unit(nodeid):
+                return f"shared-fixture:{unit}"
             run = _session_run_groups().get(nodeid)
             return f"session-run:{run}" if run else nodeid
 

@@ -1,11 +1,13 @@
-"""Each architecture end to end on a few hundred real digits: the real `mlflow run` (metrics, step
-images, figures and registered versions read back from the store), and registered models loaded
-in a fresh process giving what the trained model gave in memory. (A model served over HTTP:
-test_serve.py.)"""
+"""Each architecture end to end on a few hundred real digits: each trained once (metrics, step
+images, figures and registered versions read back from the store), one of them through the real
+`mlflow run`, and the registered models loaded in a fresh process giving what the trained models
+gave in memory. (A model served over HTTP: test_serve.py.) The module's tests share one store
+(`trained`), so conftest schedules them as one unit."""
 
 import json
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from aetrack.config import ARCHITECTURES
 from aetrack.names import ARCHITECTURE_TAG, ENTRY_POINT_TAG, PARTS, RUN_NAME_TAG
 from tests.helpers.artifacts import step_images
 from tests.helpers.processes import REPO, subprocess_env
-from tests.helpers.stores import mlflow_pointed_at
+from tests.helpers.stores import mlflow_pointed_at, session_store
 
 pytestmark = pytest.mark.slow
 
@@ -23,21 +25,28 @@ pytestmark = pytest.mark.slow
 CODE_SIZES = {"dense": 8, "conv": 8, "vae": 2}
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch, real_mnist_small, architecture):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code_size = CODE_SIZES[architecture]
-    # The vae goes through `main`, the default entry point (an alias of basic); the others `-e basic`.
-    entry_point = "main" if architecture == "vae" else "basic"
-    args = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", entry_point, "--env-manager", "local",
-            "--experiment-name", "aetrack", "-P", f"dataset={real_mnist_small}", "-P", "epochs=2",
-            "-P", "train_samples=256", "-P", "test_samples=32", "-P", f"code_size={code_size}",
-            "-P", f"architecture={architecture}", "-P", "image_samples=4", "-P", "model_prefix=arch"]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=400, cwd=tmp_path, env=subprocess_env(uri))
-    assert out.returncode == 0, out.stderr[-3000:]
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, real_mnist_small) -> types.SimpleNamespace:
+    """Each architecture trained once in this process, into one store, registered under its own
+    name as prefix: namespace uri, folder, results ({architecture: TrainResult}). The tests below
+    only read it (promote moves each prefix's own champion alias)."""
+    from aetrack.config import TrainConfig
+    from aetrack.train import train
+
+    folder = tmp_path_factory.mktemp("architectures")
+    with session_store(folder) as uri:
+        results = {architecture: train(TrainConfig(architecture=architecture, dataset=str(real_mnist_small), epochs=2,
+                                                   train_samples=256, test_samples=32, image_samples=4,
+                                                   code_size=CODE_SIZES[architecture], model_prefix=architecture))
+                   for architecture in ARCHITECTURES}
+    return types.SimpleNamespace(uri=uri, folder=folder, results=results)
+
+
+def check_tracked_and_registered(uri: str, run_id: str, architecture: str, prefix: str) -> None:
+    """What a finished 2-epoch run of `architecture` holds: params and tags, per-epoch metrics, step
+    images, figures, registered versions under `prefix`, and a champion alias that promote sets."""
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("aetrack").experiment_id])
-    run_id = run.info.run_id
+    run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["architecture"] == architecture
     assert run.data.tags[ARCHITECTURE_TAG] == architecture
@@ -71,19 +80,41 @@ def test_mlflow_run_tracks_and_registers_each_architecture(tmp_path, monkeypatch
     assert (vae_figures <= figures) == (architecture == "vae") and figures & vae_figures in (set(), vae_figures)
 
     for part in PARTS:
-        version = client.get_model_version(f"arch-{part}", "1")
+        version = client.get_model_version(f"{prefix}-{part}", "1")
         assert version.tags["architecture"] == architecture and version.run_id == run_id
         assert float(version.tags["test_bce"]) == pytest.approx(run.data.metrics["test_bce"])
     # The champion alias works the same for every architecture (`promote --if-better`).
 
     from aetrack.tracking.registry import promote
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    with mlflow_pointed_at(uri):
-        promoted = promote("arch-autoencoder", if_better=True)
+    with pytest.MonkeyPatch.context() as env:  # the environment first: mlflow_pointed_at writes it too
+        env.setenv("MLFLOW_TRACKING_URI", uri)
+        env.setenv("MLFLOW_REGISTRY_URI", uri)
+        with mlflow_pointed_at(uri):
+            promoted = promote(f"{prefix}-autoencoder", if_better=True)
     assert promoted.moved and str(promoted.version) == "1"
-    assert str(client.get_model_version_by_alias("arch-autoencoder", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(f"{prefix}-autoencoder", "champion").version) == "1"
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_each_architecture_is_tracked_and_registered(trained, architecture):
+    check_tracked_and_registered(trained.uri, trained.results[architecture].run_id, architecture, architecture)
+
+
+def test_mlflow_run_tracks_and_registers_an_architecture(tmp_path, real_mnist_small):
+    """The same through the real `mlflow run` (one architecture: the MLproject command is the same
+    string for all). The vae, through `main`, the default entry point (an alias of basic)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "main", "--env-manager", "local",
+            "--experiment-name", "aetrack", "-P", f"dataset={real_mnist_small}", "-P", "epochs=2",
+            "-P", "train_samples=256", "-P", "test_samples=32", "-P", f"code_size={CODE_SIZES['vae']}",
+            "-P", "architecture=vae", "-P", "image_samples=4", "-P", "model_prefix=arch"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=400, cwd=tmp_path, env=subprocess_env(uri))
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("aetrack").experiment_id])
+    assert run.data.tags["mlflow.project.entryPoint"] == "main"
+    check_tracked_and_registered(uri, run.info.run_id, "vae", "arch")
 
 
 _LOAD_IN_A_FRESH_PROCESS = """
@@ -111,28 +142,21 @@ print(json.dumps(sorted(sys.modules.keys() & {"aetrack.models.vae"})))
 """
 
 
-def test_registered_models_load_in_a_fresh_process_as_trained(tracking, tmp_path, real_mnist_small):
+def test_registered_models_load_in_a_fresh_process_as_trained(trained, tmp_path, real_mnist_small):
     """Every architecture's registered models, loaded in one fresh process, give what the trained
     models gave in memory; the vae's decoder samples through `aetrack sample` and its autoencoder
     predicts through the pyfunc flavor that `mlflow models serve` runs."""
     from PIL import Image
 
-    from aetrack.config import TrainConfig
     from aetrack.data import load_dataset
     from aetrack.models import decoder_of, encoder_of
-    from aetrack.train import train
 
-    models = {
-        architecture: train(TrainConfig(architecture=architecture, dataset=str(real_mnist_small), epochs=1,
-                                        train_samples=256, test_samples=32, code_size=CODE_SIZES[architecture],
-                                        image_every=0, checkpoint_every=0, model_prefix=architecture)).model
-        for architecture in ARCHITECTURES
-    }
+    models = {architecture: result.model for architecture, result in trained.results.items()}
     x = load_dataset(str(real_mnist_small), 1, 16).x_test
     np.save(tmp_path / "x.npy", x)
     child = subprocess.run([sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS, str(tmp_path / "x.npy"), str(tmp_path),
                             *ARCHITECTURES], capture_output=True, text=True, timeout=300,
-                           env=subprocess_env(tracking), cwd=tmp_path)
+                           env=subprocess_env(trained.uri), cwd=tmp_path)
     assert child.returncode == 0, child.stderr[-3000:]
     lines = child.stdout.strip().splitlines()
     # Loading never needed aetrack's vae training code: the logged models are plain Keras layers.

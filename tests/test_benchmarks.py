@@ -4,6 +4,7 @@ that parse. (The benchmarks themselves are not tests; see benchmarks/README.md.)
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -139,12 +140,19 @@ def test_architectures_tiny(tiny_npz):
         assert params == ("101,200" if architecture == "dense" else "870,224")
 
 
-def test_serving_tiny(tiny_npz):
+@pytest.fixture(scope="module")
+def bench_store(tmp_path_factory) -> Path:
+    """One store folder for serving.py and load.py: the first to run trains and registers the `bench`
+    model there, the other serves it (tests/conftest.py keeps both tests in one xdist unit)."""
+    return tmp_path_factory.mktemp("bench-store")
+
+
+def test_serving_tiny(tiny_npz, bench_store):
     import json
 
     # The `mlflow models predict` check (two more processes) is test_records' own test.
     out = run_script("serving.py", "--data", tiny_npz, "--requests", 3, "--train-samples", 128,
-                     "--test-samples", 16, "--no-predict-check", timeout=600)
+                     "--test-samples", 16, "--no-predict-check", "--workdir", bench_store, timeout=600)
     result = json.loads(re.search(r"^RESULT (.*)$", out, re.MULTILINE).group(1))
     assert set(result) == {"mlflow serve, aetrack (direct call)", "mlflow serve, mlflow.keras default (predict)",
                            "aetrack serve", "aetrack serve (.npy)"}
@@ -153,11 +161,11 @@ def test_serving_tiny(tiny_npz):
         assert 0 < figures["p50_ms_1"] <= figures["p90_ms_1"] and 0 < figures["p50_ms_256"] <= figures["p90_ms_256"]
 
 
-def test_load_tiny(tiny_npz):
+def test_load_tiny(tiny_npz, bench_store):
     import json
 
     out = run_script("load.py", "--data", tiny_npz, "--seconds", 0.3, "--clients", 2, "--batches", 16,
-                     "--train-samples", 128, "--test-samples", 16, timeout=600)
+                     "--train-samples", 128, "--test-samples", 16, "--workdir", bench_store, timeout=600)
     phases = json.loads(re.search(r"^RESULT (.*)$", out, re.MULTILINE).group(1))
     assert {p["server"] for p in phases} == {"aetrack serve (JSON)", "aetrack serve (.npy)",
                                              "mlflow models serve (JSON)", "aetrack serve, before orjson (JSON)"}

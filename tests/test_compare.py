@@ -1,4 +1,5 @@
-"""`aetrack compare` as a real subprocess against three real runs in a temporary SQLite store."""
+"""`aetrack compare` against three real runs in a temporary SQLite store: as a real subprocess once
+(which must not import TensorFlow), through the CLI's `main` in this process for the other cases."""
 
 import numpy as np
 import pytest
@@ -42,9 +43,15 @@ def _table_rows(stdout, results):
 
 @pytest.mark.slow
 def test_compare_ranks_runs_and_plots_their_curves(three_runs, tracking, tmp_path):
+    """The real command once, in a fresh interpreter that never imports TensorFlow; the other
+    orderings and run selections through the CLI's `main` in this process."""
     results, crashed_id = three_runs
-    out = aetrack("compare", "--metric", "test_bce", "--output", str(tmp_path / "cmp"), uri=tracking, cwd=tmp_path)
+    probed = run_with_import_probe("compare", "--metric", "test_bce", "--output", tmp_path / "cmp", uri=tracking,
+                                   cwd=tmp_path, timeout=120)
+    out = probed.out
     assert out.returncode == 0, out.stderr
+    assert not {"tensorflow", "keras"} & set(probed.heavy), probed.heavy
+    assert "mlflow" in probed.heavy  # the probe sees imports: compare reads the store through MLflow
 
     client = MlflowClient()
     logged = {r.run_name: client.get_run(r.run_id).data.metrics for r in results}
@@ -61,7 +68,7 @@ def test_compare_ranks_runs_and_plots_their_curves(three_runs, tracking, tmp_pat
     assert "skipped 1 run(s) without test_bce: crashed" in out.stdout
 
     # Higher is better for PSNR: the order follows the logged PSNR, largest first.
-    out = aetrack("compare", "--metric", "test_psnr", "--output", str(tmp_path / "cmp"), uri=tracking, cwd=tmp_path)
+    out = aetrack_in_process("compare", "--metric", "test_psnr", "--output", str(tmp_path / "cmp"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     by_psnr = sorted(logged, key=lambda name: -logged[name]["test_psnr"])
     assert [name for _, name, _ in _table_rows(out.stdout, results)] == by_psnr
@@ -76,7 +83,7 @@ def test_compare_ranks_runs_and_plots_their_curves(three_runs, tracking, tmp_pat
     a, b, _ = (r.run_id for r in results)
     # `--runs A B`, repeated `--runs`, and comma lists all select the same runs.
     for args in (["--runs", a, b], ["--runs", a, "--runs", b], ["--runs", f"{a},{b}"]):
-        out = aetrack("compare", *args, "--output", str(tmp_path), uri=tracking, cwd=tmp_path)
+        out = aetrack_in_process("compare", *args, "--output", str(tmp_path), cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         names = [name for _, name, _ in _table_rows(out.stdout, results)]
         assert sorted(names) == sorted([results[0].run_name, results[1].run_name])
@@ -123,17 +130,6 @@ def test_compare_errors_are_one_line(tracking, tmp_path):
     line = error_line(out, 2, only_line=True)
     assert "invalid --output" in line and "is a file" in line, line
     assert (tmp_path / "file.txt").read_text() == "x"
-
-
-@pytest.mark.slow  # the probe imports MLflow in a child process (~8 s on a busy machine)
-def test_compare_does_not_import_tensorflow(tracking, tmp_path):
-    _logged_runs()
-    probed = run_with_import_probe("compare", "--output", tmp_path, uri=tracking, cwd=tmp_path, timeout=120)
-    assert probed.out.returncode == 0, probed.out.stderr
-    assert not {"tensorflow", "keras"} & set(probed.heavy), probed.heavy
-    assert "mlflow" in probed.heavy  # the probe sees imports: compare reads the store through MLflow
-    assert "logged" in probed.out.stdout
-    assert (tmp_path / "loss_curves.png").exists()
 
 
 def test_table_has_an_architecture_column():

@@ -3,7 +3,8 @@ made), describe and tag it, log its final metrics, and end it FINISHED, FAILED o
 when a signal arrives.
 
 A run never stays RUNNING because aetrack stopped: SIGINT and SIGTERM become `Interrupted` while
-the run is open, and are ignored while it is being ended.
+the run is open (under `mlflow run`, from joining it), and every signal after the first is ignored
+while the run is ended with its reason (tag `aetrack.failure`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 from urllib.parse import urlparse
@@ -41,29 +43,42 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_m
     from mlflow.entities import RunStatus
 
     outer_run_id = resume_run_id or parent_run_id or os.environ.get(MLFLOW_RUN_ID_ENV)
-    if outer_run_id:
-        # Under `mlflow run` the run already exists, in the experiment that command chose.
-        experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
-        mlflow.set_experiment(experiment_id=experiment_id)
-    else:
-        mlflow.set_experiment(experiment_name)
-    # parent_run_id sets the `mlflow.parentRunId` tag that the MLflow UI nests children by;
-    # log_system_metrics None lets MLflow's own environment variable decide; run_id reopens a run.
-    run = mlflow.start_run(run_id=resume_run_id, parent_run_id=parent_run_id, nested=parent_run_id is not None,
-                           log_system_metrics=True if system_metrics else None)
+    # Under `mlflow run` the run exists before aetrack starts: an interrupt even while joining it
+    # must end it with the reason.
+    joined_run_id = None if resume_run_id or parent_run_id else os.environ.get(MLFLOW_RUN_ID_ENV)
+    run = None
+    previous = _set_handlers(_raise_interrupted)
     try:
-        with _signals(_raise_interrupted):
-            yield run
-    except KeyboardInterrupt as exc:
-        signal_name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
-        _end_run(RunStatus.to_string(RunStatus.KILLED), f"interrupted by {signal_name}")
-        raise
-    except BaseException as exc:
-        _end_run(RunStatus.to_string(RunStatus.FAILED), f"{type(exc).__name__}: {exc}")
-        raise
-    else:
-        with _signals(signal.SIG_IGN):
+        if outer_run_id:
+            # Under `mlflow run` the run already exists, in the experiment that command chose.
+            experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
+            mlflow.set_experiment(experiment_id=experiment_id)
+        else:
+            mlflow.set_experiment(experiment_name)
+        # parent_run_id sets the `mlflow.parentRunId` tag that the MLflow UI nests children by;
+        # log_system_metrics None lets MLflow's own environment variable decide; run_id reopens a run.
+        run = mlflow.start_run(run_id=resume_run_id, parent_run_id=parent_run_id, nested=parent_run_id is not None,
+                               log_system_metrics=True if system_metrics else None)
+        yield run
+        with _signals(_ignore_signal):
             mlflow.end_run("FINISHED")
+    except BaseException as exc:
+        # Still inside the handlers: the first signal switched them to _ignore_signal, so a second
+        # one (`mlflow run` answers Ctrl-C with SIGTERM to this process) cannot cut this short.
+        if isinstance(exc, KeyboardInterrupt):
+            status = RunStatus.to_string(RunStatus.KILLED)
+            reason = f"interrupted by {exc.signal_name if isinstance(exc, Interrupted) else 'SIGINT'}"
+        else:
+            status, reason = RunStatus.to_string(RunStatus.FAILED), f"{type(exc).__name__}: {exc}"
+        if run is not None:
+            _end_run(status, reason)
+        elif joined_run_id:
+            _end_joined_run(joined_run_id, status, reason)
+        raise
+    finally:
+        # A signal was handled (the handlers are the no-op): this process is being stopped.
+        signalled = bool(previous) and signal.getsignal(signal.SIGINT) is _ignore_signal
+        _restore_handlers(previous, keep_ignoring_defaults=signalled)
 
 
 def describe_run(client, run_id: str, params: dict[str, object], tags: dict[str, str],
@@ -139,30 +154,77 @@ def _end_run(status: str, reason: str) -> None:
     import mlflow
 
     # A second Ctrl-C or SIGTERM while the run is being ended must not leave it RUNNING.
-    with _signals(signal.SIG_IGN):
+    with _signals(_ignore_signal):
         try:
-            mlflow.set_tag(FAILURE_TAG, reason[:5000])
+            _retried(lambda: mlflow.set_tag(FAILURE_TAG, reason[:5000]))
         finally:
             mlflow.end_run(status)
 
 
+def _end_joined_run(run_id: str, status: str, reason: str) -> None:
+    """End `mlflow run`'s run when aetrack stopped before joining it. Best effort: the error or
+    interrupt that got here is what to report, not a store that cannot take the tag."""
+    from mlflow.tracking import MlflowClient
+
+    with _signals(_ignore_signal):
+        try:
+            client = MlflowClient()
+            client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+            client.set_terminated(run_id, status)
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+
+def _retried(write: Callable[[], object], attempts: int = 3, pause_s: float = 0.5) -> None:
+    """`write`, tried again after a pause if it fails: an interrupt can land mid-write and leave
+    SQLite locked for a moment, and the failure tag is the one write that must not be lost."""
+    for attempt in range(attempts):
+        try:
+            write()
+            return
+        except Exception:  # noqa: BLE001 - the last attempt's error propagates
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
+
+
 def _raise_interrupted(signal_number, frame):
+    # Ignore further signals first: one still pending (SIGTERM right after Ctrl-C) would otherwise
+    # raise again while the run is being ended, anywhere on the way out of training.
+    _set_handlers(_ignore_signal)
     raise Interrupted(signal_number)
+
+
+def _ignore_signal(signal_number, frame):
+    """A Python handler that does nothing. Unlike SIG_IGN, CPython runs it for a signal that was
+    already pending when it was installed, without a 'Signal ignored due to race condition' line."""
+
+
+def _set_handlers(handler: Callable | int) -> dict[int, object]:
+    """Handle SIGINT and SIGTERM with `handler`; the handlers that were there (none off the main
+    thread: Python allows signal handlers nowhere else)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_handlers(previous: dict[int, object], keep_ignoring_defaults: bool = False) -> None:
+    """Put `previous` back. With `keep_ignoring_defaults` (after a real signal), one whose previous
+    action was the default (SIGTERM: die on the spot) stays ignored: the process is stopping, and
+    must live to say why (`mlflow run` sends SIGTERM up to seconds after Ctrl-C)."""
+    for s, h in previous.items():
+        if not (keep_ignoring_defaults and h == signal.SIG_DFL):
+            signal.signal(s, h)
 
 
 @contextmanager
 def _signals(handler: Callable | int) -> Iterator[None]:
-    """Handle SIGINT and SIGTERM with `handler` inside the block (main thread only: Python allows
-    signal handlers nowhere else), then restore what was there."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    """Handle SIGINT and SIGTERM with `handler` inside the block, then restore what was there."""
+    previous = _set_handlers(handler)
     try:
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        _restore_handlers(previous)
 
 
 # --- the store, checked before a run exists ------------------------------------------------------
