@@ -44,8 +44,10 @@ MODEL_URI_FORMS = (
 
 
 # Params newer than some runs in existing stores: a run without them trained with these defaults
-# (no label filter beyond exclude_labels, the default threshold rule), so resuming it may assume them.
-PARAMS_ADDED_LATER = ("normal_labels", "contamination", "threshold_rule")
+# (a Keras-layout .npz with both splits, no label filter but exclude_digits, the default threshold
+# rule), so resuming it may assume them.
+PARAMS_ADDED_LATER = ("validation_split", "image_size", "color_mode", "label_column", "exclude_labels",
+                      "normal_labels", "contamination", "threshold_rule")
 
 
 def _param(default: Any, help: str, rule: Rule | None = None, entry_points=BOTH, logged: bool = True,

@@ -14,7 +14,7 @@ import dataclasses
 
 import keras
 
-from aetrack.config import TrainConfig, parse_value
+from aetrack.config import PARAMS_ADDED_LATER, TrainConfig, parse_value
 from aetrack.data import dataset_for
 from aetrack.devices import distribution_scope, for_strategy
 from aetrack.errors import ConfigError, ResumeError
@@ -71,8 +71,11 @@ def checkpoint_for(client, run_id: str, config: TrainConfig) -> Checkpoint:
         raise ResumeError(f"cannot resume run {run_id}: it has no checkpoint (checkpoint_every="
                           f"{config.checkpoint_every}; it may have stopped before its first one)")
     expected = param_texts(config.params())
-    if checkpoint.state.get("params") != expected:
-        saved = checkpoint.state.get("params") or {}
+    saved = checkpoint.state.get("params") or {}
+    defaults = param_texts(TrainConfig(entry_point=config.entry_point).params())
+    # A checkpoint from before a param existed was written with that param's default.
+    saved = {**{k: defaults[k] for k in PARAMS_ADDED_LATER if k not in saved and k in defaults}, **saved}
+    if saved != expected:
         differ = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
         name = differ[0] if differ else "params"
         raise ResumeError(f"cannot resume run {run_id}: its checkpoint ({checkpoint.folder}) was written for "
@@ -92,6 +95,8 @@ def config_of(run, experiment_name: str) -> TrainConfig:
     for name in probe.params():
         if name in ("entry_point", "experiment_name"):
             continue
+        if name not in run.data.params and name in PARAMS_ADDED_LATER:
+            continue  # a run from before the param existed trained with its default
         if name not in run.data.params:
             raise ResumeError(f"cannot resume run {run.info.run_id}: it has no param {name!r} "
                               "(made by an older aetrack without checkpoints?)")

@@ -87,6 +87,8 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
     """Broken datasets and model files, made once."""
     root = tmp_path_factory.mktemp("bad")
     x, y = synthetic_digits(20, 0)
+    not_finite = x.astype(np.float32) / 255
+    not_finite[3, 4, 5] = np.nan
     files = {
         "directory": str(root),
         "text": str(root / "notes.npz"),
@@ -94,7 +96,7 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
         "h5_model": str(root / "model.h5"),
         "wrong_keys": str(write_npz(root / "keys.npz", 20, 5, x_train=None, images=x)),
         "wrong_shape": str(write_npz(root / "shape.npz", 20, 5, x_train=x.reshape(20, 784))),
-        "wrong_dtype": str(write_npz(root / "dtype.npz", 20, 5, x_train=x.astype(np.float32) / 255)),
+        "not_finite": str(write_npz(root / "finite.npz", 20, 5, x_train=not_finite)),
         "out_of_range": str(write_npz(root / "range.npz", 20, 5, x_test=np.full((5, 28, 28), 300, np.int32))),
         "empty": str(write_npz(root / "empty.npz", 20, 5, x_train=np.zeros((0, 28, 28), np.uint8),
                                y_train=np.zeros(0, np.uint8))),
@@ -121,8 +123,8 @@ BAD_OPTIONS = [
     ("basic", ["--batch-size", "-64"], "invalid --batch-size: got '-64'; expected an integer from 1"),
     ("basic", ["--code-size", "0"], "invalid --code-size: got '0'; expected an integer from 1 to 4096"),
     ("basic", ["--code-size", "big"], "invalid --code-size: got 'big'; expected an integer from 1"),
-    ("basic", ["--train-samples", "0"], "invalid --train-samples: got '0'; expected an integer from 1"),
-    ("basic", ["--test-samples", "-5"], "invalid --test-samples: got '-5'; expected an integer from 1"),
+    ("basic", ["--train-samples", "-1"], "invalid --train-samples: got '-1'; expected an integer from 0"),
+    ("basic", ["--test-samples", "-5"], "invalid --test-samples: got '-5'; expected an integer from 0"),
     ("basic", ["--image-samples", "0"], "invalid --image-samples: got '0'; expected an integer from 1 to 64"),
     ("basic", ["--seed", "-1"], "invalid --seed: got '-1'; expected an integer from 0"),
     ("basic", ["--learning-rate", "0"], "invalid --learning-rate: got '0'; expected a number > 0 and <= 10"),
@@ -133,17 +135,19 @@ BAD_OPTIONS = [
     ("denoise", ["--noise-factor", "1e6"], "invalid --noise-factor: got '1e6'; expected a number >= 0 and <= 5"),
     ("denoise", ["--noise-factor", "inf"], "invalid --noise-factor: got 'inf'; expected a number >= 0"),
     ("denoise", ["--noise-factor", "lots"], "invalid --noise-factor: got 'lots'; expected a number >= 0"),
-    ("basic", ["--loss", "hinge"], "invalid --loss: got 'hinge'; expected one of bce, mse"),
+    ("basic", ["--loss", "hinge"], "invalid --loss: got 'hinge'; expected empty (bce for data in [0, 1], mse for "
+     "standardised tables), bce or mse"),
     ("basic", ["--register", "maybe"], "invalid --register: got 'maybe'; expected true or false"),
     ("basic", ["--exclude-digits", "a"], "invalid --exclude-digits: got 'a'; expected empty or comma-separated"),
     ("basic", ["--model-prefix", "bad name!"], "invalid --model-prefix: got 'bad name!'; expected empty"),
     ("basic", ["--model-prefix", "a/b"], "invalid --model-prefix: got 'a/b'; expected empty"),
     ("basic", ["--steps-per-execution", "0"], "invalid --steps-per-execution: got '0'; expected an integer"),
-    ("basic", ["--dataset", "cifar10"],
-     "invalid --dataset: invalid dataset 'cifar10': unknown dataset name and no such file; "
-     "expected mnist, fashion_mnist or a path to a Keras-layout .npz file"),
+    ("basic", ["--dataset", "cifar100"],
+     "invalid --dataset: invalid dataset 'cifar100': unknown dataset name and no such file; "
+     "expected mnist, fashion_mnist, cifar10, digits, or a path to a .npz/.npy file, an image folder or a "
+     ".csv/.parquet table"),
     ("basic", ["--dataset", "{tmp}/missing.npz"], "invalid dataset '{tmp}/missing.npz': no such file; expected mnist"),
-    ("basic", ["--dataset", "{directory}"], "invalid dataset '{directory}': is a directory; expected mnist"),
+    ("basic", ["--dataset", "{directory}"], "invalid dataset '{directory}': folder holds no images; expected png, jpg"),
     ("basic", ["--dataset", "{text}"], "invalid dataset '{text}': not an .npz (zip) file; expected mnist"),
     ("denoise", ["--init-model", "{tmp}/missing.keras"],
      "invalid --init-model: invalid init_model '{tmp}/missing.keras': no such file or directory; "
@@ -205,12 +209,13 @@ def test_a_bad_option_through_the_real_command(tmp_path, bad_files):
 # --- bad datasets: rejected after reading the file with numpy, still before TensorFlow or a run ---
 
 BAD_DATASETS = [
-    ("wrong_keys", [], "invalid dataset '{path}': missing arrays x_train; expected a Keras-layout .npz with "
-                       "x_train, y_train, x_test, y_test (found: y_train, x_test, y_test, images)"),
-    ("wrong_shape", [], "invalid dataset '{path}': x_train has shape (20, 784); expected (n, 28, 28) images"),
-    ("wrong_dtype", [], "invalid dataset '{path}': x_train has dtype float32; expected uint8 pixel values 0..255"),
-    ("out_of_range", [], "invalid dataset '{path}': x_test has values 300..300; expected pixel values 0..255"),
-    ("empty", [], "invalid dataset '{path}': x_train is empty; expected at least one image"),
+    ("wrong_keys", [], "invalid dataset '{path}': missing arrays x_train; expected a .npz with x_train and "
+                       "optionally y_train, x_test, y_test (found: y_train, x_test, y_test, images)"),
+    ("wrong_shape", [], "invalid dataset '{path}': x_test has samples of shape (28, 28) but x_train (784,); "
+                        "expected the same shape in both splits"),
+    ("not_finite", [], "invalid dataset '{path}': x_train has NaN or infinite values; expected finite numbers"),
+    ("out_of_range", [], "invalid dataset '{path}': x_test has integer values 300..300; expected 0..255 (or floats)"),
+    ("empty", [], "invalid dataset '{path}': x_train is empty; expected at least one sample"),
     ("small", ["--train-samples", "21"],
      "invalid train_samples 21: dataset '{path}' has only 20 training images; expected train_samples <= 20"),
     ("small", ["--test-samples", "6"],

@@ -241,6 +241,14 @@ def test_checkpoint_of_other_params_is_refused(tracking, tiny_config, monkeypatc
     write_checkpoint(client, run_id, small, 2,
                      param_texts(tiny_config(epochs=3).validated().for_data(bounded=True).params()))
     _assert_refused(client, run_id, "holds weights of shapes [(784, 8), (8,), (8, 784), (784,)]")
+    # A checkpoint from before the data and anomaly params existed was written with their defaults.
+    from aetrack.config import PARAMS_ADDED_LATER
+    from aetrack.resume import resume
+
+    older = {k: v for k, v in param_texts(tiny_config(epochs=3).validated().for_data(bounded=True).params()).items()
+             if k not in PARAMS_ADDED_LATER}
+    write_checkpoint(client, run_id, model, 2, older)
+    assert resume(run_id).run_id == run_id and client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_unknown_run_is_refused(tracking):

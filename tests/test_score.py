@@ -110,6 +110,8 @@ def anomaly_store(tmp_path_factory):
     rows[::8] += 25.0  # five far-off rows
     with session_store(folder) as uri:
         client = mlflow.MlflowClient()
+        # Its own experiment: an earlier test in this process may have left another store's active one.
+        mlflow.set_experiment("score-models")
         with mlflow.start_run():
             infos = {}
             for part, model, anomaly in (("autoencoder", autoencoder, {"score": "mse"}), ("scorer", scorer, {}),

@@ -48,19 +48,6 @@ class Dataset:
     excluded_labels: tuple[int, ...] = ()  # label indices left out of training (class names resolved)
     normal_labels: tuple[int, ...] = ()  # label indices trained on alone (normal_labels; class names resolved)
 
-
-def anomalous_test(dataset: Dataset) -> np.ndarray | None:
-    """Which test samples are anomalies (bool, (n_test,)): labels other than the normal ones
-    (normal_labels), or the excluded ones (exclude_labels); None when neither was set or the test
-    split has no labels (nothing to measure a detector against)."""
-    if dataset.y_test is None:
-        return None
-    if dataset.normal_labels:
-        return ~np.isin(dataset.y_test, dataset.normal_labels)
-    if dataset.excluded_labels:
-        return np.isin(dataset.y_test, dataset.excluded_labels)
-    return None
-
     @property
     def streamed(self) -> bool:
         """The training split is read from its files as it is used (not held in memory)."""
@@ -74,6 +61,19 @@ def anomalous_test(dataset: Dataset) -> np.ndarray | None:
     @property
     def test_count(self) -> int:
         return len(self.x_test)
+
+
+def anomalous_test(dataset: Dataset) -> np.ndarray | None:
+    """Which test samples are anomalies (bool, (n_test,)): labels other than the normal ones
+    (normal_labels), or the excluded ones (exclude_labels); None when neither was set or the test
+    split has no labels (nothing to measure a detector against)."""
+    if dataset.y_test is None:
+        return None
+    if dataset.normal_labels:
+        return ~np.isin(dataset.y_test, dataset.normal_labels)
+    if dataset.excluded_labels:
+        return np.isin(dataset.y_test, dataset.excluded_labels)
+    return None
 
 
 def load_dataset(
