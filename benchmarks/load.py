@@ -36,7 +36,13 @@ import json, sys, types
 import orjson
 from aetrack.serve import protocol
 protocol.orjson = types.SimpleNamespace(loads=json.loads, dumps=orjson.dumps, JSONDecodeError=ValueError)
-protocol.encode_json = lambda outputs: json.dumps({"predictions": outputs.tolist()}).encode()
+def encode_json(outputs, scores=None, threshold=None):
+    document = {"predictions": outputs.tolist()}
+    if scores is not None and threshold is not None:  # a model with a stored threshold: scores and flags too
+        document.update(scores=scores.tolist(), is_anomaly=[int(s > threshold) for s in scores.tolist()],
+                        threshold=float(threshold))
+    return json.dumps(document).encode()
+protocol.encode_json = encode_json
 from aetrack.cli import main
 main(sys.argv[1:])
 """

@@ -35,6 +35,7 @@ def subprocess_env(tracking_uri: str | None = None) -> dict[str, str]:
     env.pop("MLFLOW_EXPERIMENT_ID", None)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
+        env["MLFLOW_REGISTRY_URI"] = tracking_uri  # register where it tracks, whatever an earlier test exported
     return env
 
 

@@ -39,14 +39,16 @@ def new_store(folder: Path, name: str = "mlflow.db") -> str:
 
 @contextlib.contextmanager
 def mlflow_pointed_at(uri: str) -> Iterator[str]:
-    """MLflow's in-process tracking and registry URIs set to `uri`, unset again on the way out.
+    """MLflow's in-process tracking and registry URIs set to `uri`; on the way out unset again, and
+    the MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI variables (which `set_*_uri` export and never
+    remove) put back as they were, so no later test or child process reaches this store.
 
     Unset means None, not "": `set_tracking_uri("")` leaves an empty URI that wins over a later
-    test's MLFLOW_TRACKING_URI. (None also removes the variable, which the callers' monkeypatch or
-    saved environment puts back.)
+    test's MLFLOW_TRACKING_URI.
     """
     import mlflow
 
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
@@ -54,6 +56,11 @@ def mlflow_pointed_at(uri: str) -> Iterator[str]:
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
