@@ -15,6 +15,7 @@ def test_conda_yaml_pins_what_the_entry_points_import():
     conda_pins = dict(line.split("==") for line in pip)
     requirement_pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
                             if line and not line.startswith("#"))
-    runtime = {"tensorflow", "mlflow", "numpy", "click", "matplotlib", "optuna", "psutil", "orjson"}
+    runtime = {"tensorflow", "mlflow", "numpy", "click", "matplotlib", "optuna", "psutil", "orjson", "scikit-learn",
+               "pandas", "pyarrow", "pillow"}
     assert set(conda_pins) == runtime
     assert {name: requirement_pins[name] for name in runtime} == conda_pins

@@ -54,7 +54,11 @@ def tracked_run(experiment_name: str, parent_run_id: str | None = None, system_m
             experiment_id = mlflow.tracking.MlflowClient().get_run(outer_run_id).info.experiment_id
             mlflow.set_experiment(experiment_id=experiment_id)
         else:
-            mlflow.set_experiment(experiment_name)
+            experiment = mlflow.set_experiment(experiment_name)
+            # When another process creates the experiment at the same moment, MLflow's set_experiment
+            # returns it without making it the active one (mlflow/tracking/fluent.py, the
+            # RESOURCE_ALREADY_EXISTS branch), and the run would start in the Default experiment.
+            mlflow.set_experiment(experiment_id=experiment.experiment_id)
         # parent_run_id sets the `mlflow.parentRunId` tag that the MLflow UI nests children by;
         # log_system_metrics None lets MLflow's own environment variable decide; run_id reopens a run.
         run = mlflow.start_run(run_id=resume_run_id, parent_run_id=parent_run_id, nested=parent_run_id is not None,
