@@ -80,6 +80,24 @@ def test_exports_match_keras(keras_files, tmp_path, part, fmt, quantize, toleran
         assert result.metric == "test_bce" and abs(result.metric_export - result.metric_keras) <= tolerance
 
 
+def test_an_unbounded_table_model(tmp_path):
+    """A model without a stored spec and not 784 wide is a table: N(0, 1) check rows, linear
+    outputs, the mean per-sample MSE as its metric."""
+    import keras
+
+    from aetrack.data import SampleSpec
+    from aetrack.models import autoencoder_of, build_autoencoder
+    from aetrack.use import export_model
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path / "table.keras"
+    autoencoder_of(build_autoencoder("dense", 3, spec=SampleSpec("table", (10,), None))).save(path)
+    result = export_model(str(path), "tflite", str(tmp_path / "table.tflite"), "float16")
+    assert result.metric == "test_mse" and abs(result.metric_export - result.metric_keras) < 1e-2
+    rows = np.random.default_rng(3).standard_normal((20, 10)).astype(np.float32)
+    assert np.max(np.abs(_tflite_outputs(tmp_path / "table.tflite", rows) - _keras_outputs(path, rows))) <= 1e-2
+
+
 def test_int8_from_a_run_logged_to_it(one_epoch_run):
     """int8 calibrates on the run's training samples and is checked on its test split; --log-to-run
     stores the file under exports/tflite/ and its size and difference as the run's metrics."""

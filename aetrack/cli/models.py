@@ -216,8 +216,8 @@ def serve(model_uri: str, host: str, port: int, max_body_mb: float, timeout: flo
 def export(model_uri: str, fmt: str, output: str, quantize: str | None, log_to_run: bool) -> None:
     """Export --model to --format at --output, then load the export with its own runtime, run it on
     held-out samples (the run's test split, else seeded random inputs) and compare it with the Keras
-    model; an export further off than its tolerance (float32 1e-4, float16 1e-2, int8 0.1 of the
-    output's range) is refused and nothing is written."""
+    model; an export further off than its tolerance (float32 1e-4, float16 1e-2, times the largest
+    output when that is above 1; int8 0.1 of the outputs' range) is refused and nothing is written."""
     for option, value, expected in (("--model", model_uri, "a model URI"),
                                     ("--format", fmt, "savedmodel, tflite or onnx"),
                                     ("--output", output, "a new file or folder")):

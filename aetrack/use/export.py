@@ -26,9 +26,9 @@ from aetrack.errors import ModelError, RunError, UsageError, one_line
 SAVEDMODEL, ONNX, TFLITE = "savedmodel", "onnx", "tflite"
 FORMATS = (SAVEDMODEL, ONNX, TFLITE)
 QUANTIZATIONS = ("float16", "int8")
-# Largest |export - keras| allowed on the check samples. float32 differs only by op order. float16
-# weights keep ~3 significant digits. int8 quantizes weights and activations to 256 levels per
-# tensor, and the errors of each layer add up: 0.1 of the output's range (a sigmoid output: 0.1).
+# Largest |export - keras| allowed on the check samples, as a fraction of `output_scale`. float32
+# differs only by op order. float16 weights keep ~3 significant digits. int8 quantizes weights and
+# activations to 256 levels per tensor and each layer's rounding adds up: 0.1 of the outputs' range.
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int8": 0.1}
 CHECK_SAMPLES = 256  # held-out samples each export is run on
 REPRESENTATIVE_SAMPLES = 300  # training samples int8 calibrates activation ranges on
@@ -131,9 +131,7 @@ def export_model(model_uri: str, fmt: str, output: str, quantize: str | None = N
             model.export(written, format="onnx", verbose=False)
             got = _run_onnx(written, held_out)
         diff = float(np.max(np.abs(got - expected)))
-        span = float(np.ptp(expected)) if quantize == "int8" else 1.0
-        tolerance = TOLERANCE[quantize or "float32"] * max(span, 1e-6) if quantize == "int8" else \
-            TOLERANCE[quantize or "float32"]
+        tolerance = TOLERANCE[quantize or "float32"] * output_scale(expected, quantize)
         result = Exported(output, fmt, quantize, _size(written), diff, tolerance, len(held_out), source,
                           run_id=run_id)
         if width == spec.size and expected.shape[1] == spec.size:  # an autoencoder: its test metric
@@ -148,6 +146,15 @@ def export_model(model_uri: str, fmt: str, output: str, quantize: str | None = N
     if log_to_run:
         result.logged = log_export(run_id, result)
     return result
+
+
+def output_scale(expected: np.ndarray, quantize: str | None) -> float:
+    """What a tolerance is a fraction of: int8, the outputs' range (its levels span it); float32 and
+    float16 (relative precision), the largest |output|, at least 1 (images, codes and standardised
+    values keep the absolute tolerance; a raw table's large values get a relative one)."""
+    if quantize == "int8":
+        return max(float(np.ptp(expected)), 1e-6)
+    return max(1.0, float(np.max(np.abs(expected))))
 
 
 def model_run_id(model_uri: str) -> str | None:
@@ -178,8 +185,9 @@ def check_inputs(run_id: str | None, spec, width: int, seed: int) -> tuple[np.nd
         dataset = run_dataset(run_id)
         train = None if dataset.streamed else np.asarray(dataset.x_train[:REPRESENTATIVE_SAMPLES], np.float32)
         if width == spec.size:
-            test = np.asarray(dataset.x_test[:CHECK_SAMPLES], np.float32)
-            return test, (train if train is not None else test), f"the test split of run {run_id}"
+            test = _raw(spec, np.asarray(dataset.x_test[:CHECK_SAMPLES], np.float32))
+            train = test if train is None else _raw(spec, train)
+            return test, train, f"the test split of run {run_id}"
         # A decoder takes codes: checked and calibrated on the same seeded random codes.
         codes = rng.random((CHECK_SAMPLES, width), dtype=np.float32)
         return codes, codes, "seeded random codes in [0, 1)"
@@ -189,8 +197,16 @@ def check_inputs(run_id: str | None, spec, width: int, seed: int) -> tuple[np.nd
         low, high = spec.value_range
         rows = (low + (high - low) * rng.random((CHECK_SAMPLES, width))).astype(np.float32)
     else:
-        rows = rng.standard_normal((CHECK_SAMPLES, width)).astype(np.float32)
+        rows = _raw(spec, rng.standard_normal((CHECK_SAMPLES, width)).astype(np.float32))
     return rows, None, "seeded random inputs in the model's value range"
+
+
+def _raw(spec, rows: np.ndarray) -> np.ndarray:
+    """Rows as a logged model takes them: a scaled table's models standardise raw rows themselves."""
+    if not spec.scaled:
+        return rows
+    return (rows * np.asarray(spec.feature_std, np.float32) + np.asarray(spec.feature_mean, np.float32)) \
+        .astype(np.float32)
 
 
 def run_dataset(run_id: str):
@@ -282,7 +298,8 @@ def _metric(spec, rows: np.ndarray, keras_out: np.ndarray, export_out: np.ndarra
 
     if spec.bounded:
         return "test_bce", binary_crossentropy(rows, keras_out), binary_crossentropy(rows, export_out)
-    return ("test_mse", float(np.mean(per_image_mse(rows, keras_out))),
+    name = "raw_mse" if spec.scaled else "test_mse"  # a scaled table's models give raw rows back
+    return (name, float(np.mean(per_image_mse(rows, keras_out))),
             float(np.mean(per_image_mse(rows, export_out))))
 
 
