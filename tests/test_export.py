@@ -158,3 +158,12 @@ def test_bad_arguments(keras_files, tmp_path, options, words):
     out = aetrack_in_process("export", *argv, cwd=tmp_path)
     assert words in error_line(out, 2)
     assert sorted(os.listdir(tmp_path)) == ["EXISTS"]
+
+
+def test_bad_argument_in_a_real_child_fails_before_tensorflow(tmp_path):
+    """The command itself: one line, exit 2, nothing else on stderr (TensorFlow never started)."""
+    from tests.helpers.processes import run_aetrack
+
+    out = run_aetrack("export", "--model", "runs:/xyz/autoencoder", "--format", "onnx", "--output",
+                      tmp_path / "m.onnx", cwd=tmp_path)
+    assert "invalid --model 'runs:/xyz/autoencoder': malformed runs: URI" in error_line(out, 2, only_line=True)
