@@ -121,15 +121,11 @@ def export_model(model_uri: str, fmt: str, output: str, quantize: str | None = N
     work = tempfile.mkdtemp(prefix=".aetrack-export-", dir=parent)  # same filesystem: the move is a rename
     try:
         written = os.path.join(work, os.path.basename(output))
-        if fmt == SAVEDMODEL:
-            model.export(written, format="tf_saved_model", verbose=False)
-            got = _run_savedmodel(written, held_out)
-        elif fmt == TFLITE:
-            _write_tflite(model, written, work, quantize, train_rows)
-            got = _run_tflite(written, held_out)
-        else:
-            model.export(written, format="onnx", verbose=False)
-            got = _run_onnx(written, held_out)
+        try:
+            got = _write_and_run(model, fmt, written, work, quantize, train_rows, held_out)
+        except Exception as exc:  # noqa: BLE001 - converters and runtimes raise many types; all mean "failed"
+            raise RunError(f"cannot export {model_uri} to {fmt}: {one_line(exc)[:300]}; nothing was written to "
+                           f"{output}") from None
         diff = float(np.max(np.abs(got - expected)))
         tolerance = TOLERANCE[quantize or "float32"] * output_scale(expected, quantize)
         result = Exported(output, fmt, quantize, _size(written), diff, tolerance, len(held_out), source,
@@ -242,6 +238,18 @@ def log_export(run_id: str, result: Exported) -> dict[str, float]:
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     return metrics
+
+
+def _write_and_run(model, fmt: str, path: str, work: str, quantize, train_rows, rows: np.ndarray) -> np.ndarray:
+    """Write the export at `path`, load it with its own runtime and return its outputs for `rows`."""
+    if fmt == SAVEDMODEL:
+        model.export(path, format="tf_saved_model", verbose=False)
+        return _run_savedmodel(path, rows)
+    if fmt == TFLITE:
+        _write_tflite(model, path, work, quantize, train_rows)
+        return _run_tflite(path, rows)
+    model.export(path, format="onnx", verbose=False)
+    return _run_onnx(path, rows)
 
 
 def _write_tflite(model, path: str, work: str, quantize: str | None, train_rows) -> None:
