@@ -203,4 +203,41 @@ def serve(model_uri: str, host: str, port: int, max_body_mb: float, timeout: flo
                 access_log=not no_access_log, workers=workers)
 
 
-MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score, sample, serve)
+@click.command(short_help="Write a model as a SavedModel, TFLite or ONNX file, checked against Keras.")
+@click.option("--model", "-m", "model_uri", help=_MODEL_HELP + "  [required]")
+@click.option("--format", "-f", "fmt", default=None, metavar="FORMAT",
+              help="savedmodel (a folder), tflite or onnx (needs the export extra).  [required]")
+@click.option("--output", "-o", default=None, help="The new file (tflite, onnx) or folder (savedmodel).  [required]")
+@click.option("--quantize", default=None, metavar="TYPE",
+              help="tflite only: float16 (half-size weights) or int8 (weights and activations, calibrated on "
+                   "the model's run's training samples).")
+@click.option("--log-to-run", is_flag=True,
+              help="Also store the export under the model's run (exports/<format>/) with its size and difference.")
+def export(model_uri: str, fmt: str, output: str, quantize: str | None, log_to_run: bool) -> None:
+    """Export --model to --format at --output, then load the export with its own runtime, run it on
+    held-out samples (the run's test split, else seeded random inputs) and compare it with the Keras
+    model; an export further off than its tolerance (float32 1e-4, float16 1e-2, times the largest
+    output when that is above 1; int8 0.1 of the outputs' range) is refused and nothing is written."""
+    for option, value, expected in (("--model", model_uri, "a model URI"),
+                                    ("--format", fmt, "savedmodel, tflite or onnx"),
+                                    ("--output", output, "a new file or folder")):
+        if not value:
+            raise click.BadParameter(f"missing; expected {expected} (see --help)", param_hint=option)
+    from aetrack.use.export import check_export
+
+    check_export(model_uri, fmt, output, quantize, log_to_run)  # before TensorFlow loads
+    from aetrack.use.export import export_model
+
+    result = export_model(model_uri, fmt, output, quantize, log_to_run)
+    what = f"{fmt}" + (f" ({quantize})" if quantize else "")
+    click.echo(f"aetrack: wrote {what} to {output} ({result.bytes} bytes)")
+    click.echo(f"aetrack: largest absolute difference from Keras on {result.samples} samples ({result.source}): "
+               f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})")
+    if quantize and result.metric:
+        click.echo(f"aetrack: {result.metric}: Keras {result.metric_keras:.6f}, export {result.metric_export:.6f}")
+    if result.logged:
+        click.echo(f"aetrack: logged to run {result.run_id} under exports/{fmt}/: "
+                   + ", ".join(f"{k}={v:.6g}" for k, v in result.logged.items()))
+
+
+MODEL_COMMANDS = (promote, encode, reconstruct, denoise, score, sample, serve, export)
