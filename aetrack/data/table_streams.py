@@ -81,8 +81,8 @@ class StreamedTable(Streamed):
     cache: RowCache
     index: np.ndarray  # (n,) int64: the cache rows of this split, in its order
     spec: SampleSpec
-    mean: np.ndarray | None = None  # float64 (D,): set once the training split's scaling is known
-    std: np.ndarray | None = None
+    scale_mean: np.ndarray | None = None  # float64 (D,): set once the training split's scaling is known
+    scale_std: np.ndarray | None = None
     failures: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __len__(self) -> int:
@@ -98,7 +98,7 @@ class StreamedTable(Streamed):
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(np.float32 if self.mean is not None else np.float64)
+        return np.dtype(np.float32 if self.scale_mean is not None else np.float64)
 
     def __getitem__(self, index):
         """A slice, index array or boolean mask: the stream of those rows; an integer: that row."""
@@ -118,9 +118,9 @@ class StreamedTable(Streamed):
     def rows(self, indices) -> np.ndarray:
         """The rows at `indices` in the model's space: standardised float32 once `scaled`."""
         values = self.stored(indices)
-        if self.mean is None:
+        if self.scale_mean is None:
             return values
-        return ((values - self.mean) / self.std).astype(np.float32)  # as sources scales arrays
+        return ((values - self.scale_mean) / self.scale_std).astype(np.float32)  # as sources scales arrays
 
     def chunks(self, size: int = CHUNK_ROWS):
         """The stored values in order, `size` rows at a time."""
@@ -135,7 +135,7 @@ class StreamedTable(Streamed):
         return mean, np.sqrt(var)
 
     def scaled(self, mean: np.ndarray, std: np.ndarray, spec: SampleSpec) -> "StreamedTable":
-        return replace(self, mean=np.asarray(mean, np.float64), std=np.asarray(std, np.float64), spec=spec)
+        return replace(self, scale_mean=np.asarray(mean, np.float64), scale_std=np.asarray(std, np.float64), spec=spec)
 
     def update_digest(self, digest) -> None:
         """Feed the stored values' bytes, in order: the digest of the same array in memory."""
