@@ -201,18 +201,33 @@ def test_streamed_table_batches_come_in_the_in_memory_order_and_the_cache_goes_w
     assert not os.path.exists(cache)
 
 
-@pytest.mark.parametrize("cell, expected", [
-    ("nan", "column 'b' row 11 of rows.csv is nan; expected finite numbers in every feature cell"),
-    ("x", "column 'b' is not numeric"),
+@pytest.mark.parametrize("column, cell, expected", [
+    ("b", "nan", "column 'b' row 11 of rows.csv is nan; expected finite numbers in every feature cell"),
+    ("b", "x", "column 'b' is not numeric"),
+    ("kind", None, "label column 'kind' row 11 of rows.csv is empty; expected a label in every row"),
 ])
-def test_a_bad_cell_in_a_later_chunk_is_one_line_before_the_run(tmp_path, monkeypatch, cell, expected):
+def test_a_bad_cell_in_a_later_chunk_is_one_line_before_the_run(tmp_path, monkeypatch, column, cell, expected):
     from aetrack.data import tables
 
     monkeypatch.setattr(tables, "CHUNK_ROWS", 4)  # the cell lies in the third chunk
     path, frame = table(tmp_path, n=12)
-    frame = frame.astype({"b": object})
-    frame.loc[10, "b"] = cell
+    frame = frame.astype({column: object})
+    frame.loc[10, column] = cell
     frame.to_csv(path, index=False)
     with pytest.raises(DataError) as failed:
         load_dataset(str(path), label_column="kind")
     assert expected in str(failed.value) and "\n" not in str(failed.value)
+
+
+def test_class_names_read_chunk_by_chunk_are_the_whole_files_classes(tmp_path, monkeypatch):
+    from aetrack.data import tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 3)
+    path, frame = table(tmp_path, n=12)
+    frame["kind"] = ["spam"] * 3 + ["ham", "eggs", "spam"] * 3  # the first chunk has one class
+    frame.to_csv(path, index=False)
+    data = load_dataset(str(path), label_column="kind", validation_split=0.25)
+    everything = tables.read_table(str(path), "kind")
+    assert data.spec.label_names == everything.spec.label_names == ("eggs", "ham", "spam")
+    names = np.array(data.spec.label_names)[everything.y_train]
+    np.testing.assert_array_equal(names, frame["kind"].to_numpy())

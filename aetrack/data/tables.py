@@ -64,7 +64,7 @@ def _streamed_columns(path: str, label_column: str, where: str):
     """As `_columns` for a whole file, read in chunks: (feature names, its StreamedTable, labels or
     None, class names); the features of every chunk go to the cache, the labels are kept."""
     cache = features = None
-    labels = []
+    labels = _LabelParts(label_column, where, path)
     try:
         for chunk in _chunks(path, where):
             features = _features(chunk, label_column, where)  # each chunk's types are inferred anew
@@ -72,7 +72,7 @@ def _streamed_columns(path: str, label_column: str, where: str):
                 cache = RowCache(len(features))
             cache.append(_finite(chunk, features, where, path, cache.count))
             if label_column:
-                labels.append(chunk[label_column])
+                labels.add(chunk[label_column], cache.count - len(chunk))
     finally:
         if cache is not None:
             cache.close()
@@ -82,10 +82,43 @@ def _streamed_columns(path: str, label_column: str, where: str):
     x = StreamedTable(cache, np.arange(cache.count, dtype=np.int64), spec)
     if not label_column:
         return features, x, None, ()
-    import pandas as pd
-
-    y, classes = _labels(pd.concat(labels, ignore_index=True), label_column, where, path, None)
+    y, classes = labels.finish()
     return features, x, y, classes
+
+
+class _LabelParts:
+    """A training file's label column, chunk by chunk, held as integers: integer labels as they are,
+    class names as codes into each chunk's names (one int a row, not one string), remapped at the
+    end onto the sorted names of the whole file, as `_labels` gives them for the file in memory."""
+
+    def __init__(self, name: str, where: str, path: str):
+        self.name, self.where, self.path = name, where, path
+        self.parts: list = []  # numpy arrays (numeric chunks) or pandas Categoricals (names)
+
+    def add(self, column, first_row: int) -> None:
+        import pandas as pd
+        from pandas.api.types import is_numeric_dtype
+
+        missing = column.isna().to_numpy()
+        if missing.any():
+            raise DataError(f"{self.where}: label column {self.name!r} row {first_row + int(np.argmax(missing)) + 1} "
+                            f"of {os.path.basename(self.path)} is empty; expected a label in every row")
+        numeric = is_numeric_dtype(column.dtype) and not isinstance(column.dtype, pd.CategoricalDtype)
+        self.parts.append(column.to_numpy() if numeric else pd.Categorical(column.astype(str)))
+
+    def finish(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        import pandas as pd
+        from pandas.api.types import union_categoricals
+
+        if all(isinstance(part, np.ndarray) for part in self.parts):
+            return _labels(pd.Series(np.concatenate(self.parts)), self.name, self.where, self.path, None)
+        # Some chunk holds names: the whole column is names (as pandas reads a mixed column whole).
+        names = union_categoricals([part if isinstance(part, pd.Categorical) else pd.Categorical(part.astype(str))
+                                    for part in self.parts])
+        classes = tuple(sorted(map(str, names.categories)))
+        index = {c: i for i, c in enumerate(classes)}
+        position = np.array([index[str(c)] for c in names.categories], np.int64)
+        return position[names.codes], classes
 
 
 def _chunks(path: str, where: str):
