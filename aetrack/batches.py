@@ -8,7 +8,7 @@ seed it even repeats one order every epoch). Here each epoch's permutation comes
 draw keyed by (seed, epoch); a callback tells the pipeline which epoch begins.
 
 Arrays in memory are gathered from a constant (`shuffled_batches`); a streamed split
-(`StreamedImages`) decodes each batch's files in the pipeline (`streamed_batches`), in the same
+(`Streamed`: an image folder's files, a table's rows) reads each batch in the pipeline (`streamed_batches`), in the same
 order for the same (seed, epoch).
 """
 
@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aetrack.data.streams import StreamedImages
+from aetrack.data.streams import Streamed
 from aetrack.noise import RunNoise
 
 # A streamed split's batches decoded at once, and decoded ahead of the one training: fixed, not
@@ -67,10 +67,10 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -
     return dataset.prefetch(tf.data.AUTOTUNE), EpochOrder(epoch)
 
 
-def streamed_batches(images: StreamedImages, batch_size: int, seed: int,
+def streamed_batches(images: Streamed, batch_size: int, seed: int,
                      noise: RunNoise | None = None) -> tuple[tf.data.Dataset, EpochOrder]:
-    """As `shuffled_batches`, for a split read from its files: each batch of file indices (the same
-    (seed, epoch) permutation) is decoded by `images.rows` in the pipeline, in parallel and in
+    """As `shuffled_batches`, for a split read from its files: each batch of sample indices (the same
+    (seed, epoch) permutation) is decoded (images) or read (table rows) by `images.rows` in the pipeline, in parallel and in
     order, then prefetched; only a few batches are in memory at a time (see DECODE_PARALLEL).
 
     With `noise`, inputs get per-sample noise keyed by (seed, sample index) (RunNoise.training_rows)

@@ -20,7 +20,7 @@ from aetrack.anomaly import RunThreshold, run_threshold
 from aetrack.batches import shuffled_batches, streamed_batches
 from aetrack.config import TrainConfig
 from aetrack.data import MNIST_SPEC, Dataset, SampleSpec, anomalous_test
-from aetrack.data.streams import StreamedImages
+from aetrack.data.streams import Streamed
 from aetrack.errors import DataError, TrainingDiverged
 from aetrack.evaluation import Moments, Reconstruct, final_metrics, per_image_mse
 from aetrack.models import (autoencoder_of, build_autoencoder, compile_autoencoder, copy_weights, decoder_of,
@@ -67,12 +67,12 @@ class StartPoint:
 class TrainingArrays:
     """What the model is fitted on: inputs and targets (noisy and clean images when denoising).
 
-    A streamed training split is its `StreamedImages` as both inputs and targets; a denoiser's
+    A streamed training split is its `Streamed` (image files or table rows) as both inputs and targets; a denoiser's
     noise is then added per batch in the pipeline (`train_noise`), keyed by sample.
     """
 
-    x_train: np.ndarray | StreamedImages
-    y_train: np.ndarray | StreamedImages
+    x_train: np.ndarray | Streamed
+    y_train: np.ndarray | Streamed
     x_val: np.ndarray
     y_val: np.ndarray
     train_noise: RunNoise | None = None  # streamed only: the noise the pipeline adds to x_train
@@ -157,14 +157,14 @@ def anomaly_scores(model: keras.Model, samples: np.ndarray, spec: SampleSpec = M
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def reconstruction_errors(model: keras.Model, samples: np.ndarray | StreamedImages) -> np.ndarray:
+def reconstruction_errors(model: keras.Model, samples: np.ndarray | Streamed) -> np.ndarray:
     """Per-sample MSE of the (deterministic) reconstruction, batch by batch, float64 (n,)."""
     parts = [per_image_mse(chunk, model(chunk, training=False).numpy()) for chunk in _chunks(samples)]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _chunks(samples: np.ndarray | StreamedImages, size: int = 1024):
-    """`samples` as in-memory arrays of up to `size` rows: a streamed split decodes one chunk at a time."""
+def _chunks(samples: np.ndarray | Streamed, size: int = 1024):
+    """`samples` as in-memory arrays of up to `size` rows: a streamed split reads one chunk at a time."""
     for start in range(0, len(samples), size):
         yield np.asarray(samples[start:start + size])
 
@@ -211,7 +211,7 @@ def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client,
     The callbacks queue their MLflow calls on one background thread that this fit owns: whether
     fitting ends or fails, every call queued so far is in the store before this returns or raises.
     """
-    if isinstance(arrays.x_train, StreamedImages):
+    if isinstance(arrays.x_train, Streamed):
         batches, epoch_order = streamed_batches(arrays.x_train, config.batch_size, config.seed, arrays.train_noise)
     else:
         batches, epoch_order = shuffled_batches(arrays.x_train, arrays.y_train, config.batch_size, config.seed)

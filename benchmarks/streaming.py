@@ -8,10 +8,14 @@
    path would also hold them as uint8), beside a run on a small folder of the same kind (the
    process's own size: TensorFlow, MLflow and the model, about 1 GB). Runs first, so the arrays
    of part 1 are not in its peak.
+3. Tables: peak RSS of loading a generated Parquet table (default 1,000,000 rows x 20 float
+   columns: 153 MB as float64) and reading one epoch of its streamed batches through the tf.data
+   pipeline (no model: the data path alone), beside the same on a table a tenth the size.
 
     python benchmarks/streaming.py                      # both parts, full size (minutes; disk ~1 GB)
     python benchmarks/streaming.py --part memory --images 50000   # 2.4 GB as float32
     python benchmarks/streaming.py --part throughput --throughput-images 5000 --epochs 3
+    python benchmarks/streaming.py --part table --table-rows 2000000
     python benchmarks/streaming.py --tiny               # seconds: a smoke run of both parts
 
 Every run goes through `aetrack.train.train(config)` (a real SQLite tracking store in a temp dir).
@@ -33,7 +37,8 @@ SIDE = 64
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("both", "throughput", "memory"), default="both")
+    p.add_argument("--part", choices=("both", "throughput", "memory", "table"), default="both",
+                   help="both: throughput and memory (images); table: the table part alone")
     p.add_argument("--images", type=int, default=100_000, help="memory part: images in the big folder")
     p.add_argument("--small-images", type=int, default=5_000,
                    help="memory part: images in the baseline folder (enough batches to fill the pipeline)")
@@ -42,13 +47,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--throughput-images", type=int, default=10_000, help="throughput part: images in both forms")
     p.add_argument("--epochs", type=int, default=3, help="throughput part: epochs (the first is not counted)")
     p.add_argument("--reps", type=int, default=2, help="throughput part: repetitions of each form (alternating)")
+    p.add_argument("--table-rows", type=int, default=1_000_000, help="table part: rows of the big table")
+    p.add_argument("--table-columns", type=int, default=20, help="table part: float columns")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--code-size", type=int, default=32)
     p.add_argument("--workdir", default="", help="where the images go (default: a temp dir, removed after)")
     p.add_argument("--tiny", action="store_true", help="a few seconds: tiny sizes for a smoke test")
     args = p.parse_args(argv)
     if args.tiny:
-        args.images, args.small_images, args.throughput_images = 96, 48, 64
+        args.images, args.small_images, args.throughput_images, args.table_rows = 96, 48, 64, 2000
         args.side, args.epochs, args.reps, args.batch_size, args.code_size = 8, 2, 1, 16, 2
     if args.epochs < 2:
         p.error("--epochs must be at least 2: the first epoch (tracing, warm-up) is not counted")
@@ -171,6 +178,50 @@ def throughput_part(args, work: Path) -> list[str]:
             f"folder_loss: {losses['folder']:.6f}"]
 
 
+def write_parquet(path: Path, rows: int, columns: int, seed: int = 0) -> Path:
+    """Normal float columns f0.. in row groups of 100,000 rows, written a group at a time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([(f"f{i}", pa.float64()) for i in range(columns)])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, 100_000):
+            block = rng.normal(size=(min(100_000, rows - start), columns))
+            writer.write_table(pa.table({f"f{i}": block[:, i] for i in range(columns)}, schema=schema))
+    return path
+
+
+def table_epoch(path: Path, batch_size: int) -> tuple[int, float]:
+    """(rows read, seconds): load the table (streamed) and read one epoch of its batches."""
+    from aetrack.batches import streamed_batches
+    from aetrack.data import load_dataset
+
+    started = time.perf_counter()
+    data = load_dataset(str(path))
+    batches, _ = streamed_batches(data.x_train, batch_size, seed=0)
+    rows = sum(int(x.shape[0]) for x, _ in batches)
+    return rows, time.perf_counter() - started
+
+
+def table_part(args, work: Path) -> list[str]:
+    float64_mb = args.table_rows * args.table_columns * 8 / 2**20
+    small = write_parquet(work / "small.parquet", max(2, args.table_rows // 10), args.table_columns, seed=1)
+    big = write_parquet(work / "big.parquet", args.table_rows, args.table_columns)
+    table_epoch(small, args.batch_size)
+    baseline = peak_rss_mb()
+    rows, seconds = table_epoch(big, args.batch_size)
+    peak = peak_rss_mb()
+    return [f"table: {args.table_rows} rows x {args.table_columns} floats (Parquet), {float64_mb:.0f} MB as float64, "
+            f"batch {args.batch_size}",
+            f"table_epoch_seconds: {seconds:.1f} (one checked pass, statistics, digest, 1 epoch of {rows} rows)",
+            f"table_baseline_peak_rss_mb: {baseline:.0f} (a tenth of the rows)",
+            f"table_peak_rss_mb: {peak:.0f}",
+            f"table_rss_growth_mb: {peak - baseline:.0f} (peak over the baseline's)"]
+
+
 def main(argv=None) -> list[str]:
     args = parse_args(argv)
     lines = harness.machine_lines()
@@ -180,6 +231,8 @@ def main(argv=None) -> list[str]:
             lines += memory_part(args, Path(work) / "memory")
         if args.part in ("both", "throughput"):
             lines += throughput_part(args, Path(work) / "throughput")
+        if args.part == "table":
+            lines += table_part(args, Path(work) / "table")
     print("\n" + "\n".join(lines), flush=True)
     return lines
 

@@ -117,3 +117,117 @@ def test_a_file_that_fails_to_decode_mid_training_fails_the_run_naming_it(tracki
     assert f"cannot read image {broken}" in message and "\n" not in message
     (run,) = MlflowClient(tracking).search_runs([MlflowClient(tracking).get_experiment_by_name("aetrack").experiment_id])
     assert run.info.status == "FAILED"
+
+
+# Tables (aetrack/data/table_streams.py): one checked pass over the file into a row cache, rows read
+# back per batch; the statistics, digest and losses are those of the same table in memory.
+
+def table(tmp_path, suffix: str = ".csv", n: int = 40):
+    from tests.helpers.data import table_frame, write_table
+
+    frame = table_frame(n, seed=3)
+    return write_table(tmp_path / f"rows{suffix}", frame), frame
+
+
+def in_memory_split(frame, seed: int = 0, fraction: float = 0.1):
+    """The training rows and labels as sources' hold-out cuts them from an array in memory."""
+    n = len(frame)
+    order = np.random.default_rng(seed).permutation(n)
+    train = np.sort(order[int(round(fraction * n)):])
+    labels = np.array([("ham", "spam").index(k) for k in frame["kind"]], np.int64)
+    return frame[["a", "b", "c"]].to_numpy(np.float64)[train], labels[train]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_streams_with_the_statistics_and_digest_of_the_table_in_memory(tmp_path, suffix):
+    import hashlib
+
+    from aetrack.data.table_streams import StreamedTable
+
+    path, frame = table(tmp_path, suffix)
+    data = load_dataset(str(path), label_column="kind")
+    assert data.streamed and isinstance(data.x_train, StreamedTable) and data.train_count == 36
+    assert isinstance(data.x_test, np.ndarray) and data.x_test.shape == (4, 3)
+    rows, labels = in_memory_split(frame)
+    mean, std = rows.mean(axis=0), rows.std(axis=0)
+    std[std == 0] = 1.0
+    np.testing.assert_allclose(data.spec.feature_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(data.spec.feature_std, std, rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(data.x_train), ((rows - mean) / std).astype(np.float32))
+    np.testing.assert_array_equal(data.y_train, labels)
+    assert data.train_sha256 == hashlib.sha256(rows.tobytes() + labels.tobytes()).hexdigest()
+    # Filtering and first-N apply to the stream's rows.
+    kept = load_dataset(str(path), train_samples=5, normal_labels=("spam",), label_column="kind")
+    np.testing.assert_array_equal(kept.x_train.stored(), rows[labels == 1][:5])
+    assert kept.train_count == 5 and set(kept.y_train) == {1}
+
+
+# Until aetrack/tracking/records.py logs any `Streamed` split as `streamed_dataset` (it builds a pandas
+# frame of a table's x_train): the lead's call-site change; then drop this mark.
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="records.py: isinstance(x, Streamed)")
+def test_a_table_run_streams_and_trains_as_the_same_rows_in_memory(tracking, tmp_path):
+    from aetrack.train import train
+
+    path, _ = table(tmp_path)
+    data = load_dataset(str(path), label_column="kind")
+    config = TrainConfig(dataset=str(path), label_column="kind", **RUN)
+    streamed = train(config, data)
+    in_memory = train(config, replace(data, x_train=np.asarray(data.x_train)))
+    np.testing.assert_allclose(streamed.history["loss"], in_memory.history["loss"], rtol=1e-6)
+    np.testing.assert_allclose(streamed.history["val_loss"], in_memory.history["val_loss"], rtol=1e-6)
+
+
+def test_streamed_table_batches_come_in_the_in_memory_order_and_the_cache_goes_with_the_stream(tmp_path):
+    import gc
+    import os
+
+    from aetrack.batches import shuffled_batches, streamed_batches
+
+    data = load_dataset(str(table(tmp_path, ".parquet", n=15)[0]), label_column="kind")
+    rows = np.asarray(data.x_train)
+    for epoch in (0, 3):
+        streamed = epoch_batches(streamed_batches(data.x_train, 5, seed=4), epoch)
+        in_memory = epoch_batches(shuffled_batches(rows, rows, 5, seed=4), epoch)
+        assert [len(x) for x, _ in streamed] == [5, 5, 3]
+        for (x, y), (x_mem, _) in zip(streamed, in_memory):
+            np.testing.assert_array_equal(x, x_mem)
+            np.testing.assert_array_equal(y, x_mem)
+    # The cache file goes with the last stream of it (a pipeline keeps its stream: then at exit).
+    other = load_dataset(str(tmp_path / "rows.parquet"), label_column="kind")
+    cache = other.x_train.cache.path
+    assert os.path.getsize(cache) == 15 * 3 * 8  # the whole file's features, float64
+    del other
+    gc.collect()
+    assert not os.path.exists(cache)
+
+
+@pytest.mark.parametrize("column, cell, expected", [
+    ("b", "nan", "column 'b' row 11 of rows.csv is nan; expected finite numbers in every feature cell"),
+    ("b", "x", "column 'b' is not numeric"),
+    ("kind", None, "label column 'kind' row 11 of rows.csv is empty; expected a label in every row"),
+])
+def test_a_bad_cell_in_a_later_chunk_is_one_line_before_the_run(tmp_path, monkeypatch, column, cell, expected):
+    from aetrack.data import tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 4)  # the cell lies in the third chunk
+    path, frame = table(tmp_path, n=12)
+    frame = frame.astype({column: object})
+    frame.loc[10, column] = cell
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError) as failed:
+        load_dataset(str(path), label_column="kind")
+    assert expected in str(failed.value) and "\n" not in str(failed.value)
+
+
+def test_class_names_read_chunk_by_chunk_are_the_whole_files_classes(tmp_path, monkeypatch):
+    from aetrack.data import tables
+
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 3)
+    path, frame = table(tmp_path, n=12)
+    frame["kind"] = ["spam"] * 3 + ["ham", "eggs", "spam"] * 3  # the first chunk has one class
+    frame.to_csv(path, index=False)
+    data = load_dataset(str(path), label_column="kind", validation_split=0.25)
+    everything = tables.read_table(str(path), "kind")
+    assert data.spec.label_names == everything.spec.label_names == ("eggs", "ham", "spam")
+    names = np.array(data.spec.label_names)[everything.y_train]
+    np.testing.assert_array_equal(names, frame["kind"].to_numpy())

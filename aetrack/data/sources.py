@@ -18,7 +18,8 @@ import numpy as np
 from aetrack.config import DEFAULT_TEST_CAP, KNOWN_DATASETS, TUTORIAL_SAMPLES, TrainConfig
 from aetrack.data.raw import Raw
 from aetrack.data.spec import MNIST_SPEC, SampleSpec
-from aetrack.data.streams import StreamedImages
+from aetrack.data.streams import Streamed, StreamedImages
+from aetrack.data.table_streams import StreamedTable
 from aetrack.errors import DataError
 
 IMAGE_SIDE = 28  # MNIST's, the default spec's (MNIST_SPEC)
@@ -31,12 +32,13 @@ ALLOWED = ("mnist, fashion_mnist, cifar10, digits, or a path to a .npz/.npy file
 class Dataset:
     """Flat float32 samples in the model's space (see `spec`) and their integer labels, if any.
 
-    An image folder's training split is a `StreamedImages` (its files, decoded batch by batch while
-    training) instead of an array: use `train_count` and `streamed`, not `x_train`'s values.
+    An image folder's or a table's training split is `Streamed` (a `StreamedImages`: its files,
+    decoded batch by batch while training; a `StreamedTable`: its rows, read batch by batch)
+    instead of an array: use `train_count` and `streamed`, not `x_train`'s values.
     """
 
     name: str
-    x_train: np.ndarray | StreamedImages  # (n, spec.size) float32, or the files that decode to it
+    x_train: np.ndarray | Streamed  # (n, spec.size) float32, or the files or rows that give it
     y_train: np.ndarray | None  # (n,) int64; None when the data has no labels
     x_test: np.ndarray
     y_test: np.ndarray | None
@@ -51,7 +53,7 @@ class Dataset:
     @property
     def streamed(self) -> bool:
         """The training split is read from its files as it is used (not held in memory)."""
-        return isinstance(self.x_train, StreamedImages)
+        return isinstance(self.x_train, Streamed)
 
     @property
     def train_count(self) -> int:
@@ -119,8 +121,8 @@ def load_dataset(
     n_test = _count(test_samples, len(x_test), tutorial[1] if tutorial else DEFAULT_TEST_CAP, "test_samples",
                     f"test {noun}", spec)
     x_train, x_test = x_train[:n_train], x_test[:n_test]
-    if isinstance(x_test, StreamedImages):  # held out of a streamed folder: the test split stays in memory
-        x_test = x_test.pixels()
+    if isinstance(x_test, Streamed):  # held out of a streamed split: the test split stays in memory
+        x_test = x_test.stored()
     y_train = None if y_train is None else y_train[:n_train]
     y_test = None if y_test is None else y_test[:n_test]
     if len(x_train) == 0:
@@ -166,7 +168,9 @@ def check_dataset_spec(spec: str) -> None:
 def _sha256(*arrays: np.ndarray | None) -> str:
     digest = hashlib.sha256()
     for array in arrays:
-        if array is not None:  # unlabelled data: the samples alone
+        if isinstance(array, StreamedTable):  # chunk by chunk: the same bytes as the array in memory
+            array.update_digest(digest)
+        elif array is not None:  # unlabelled data: the samples alone
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
@@ -295,9 +299,15 @@ def _to_model_space(raw: Raw, x_train: np.ndarray, x_test: np.ndarray):
         # A streamed split decodes straight into the model's space, batch by batch.
         train = x_train if isinstance(x_train, StreamedImages) else flatten(x_train, raw.scale)
         return raw.spec, (train, flatten(x_test, raw.scale))
-    train = x_train.reshape(len(x_train), -1).astype(np.float64)
-    mean, std = train.mean(axis=0), train.std(axis=0)
+    if isinstance(x_train, StreamedTable):  # read in chunks, scaled batch by batch while training
+        mean, std = x_train.moments()
+    else:
+        train = x_train.reshape(len(x_train), -1).astype(np.float64)
+        mean, std = train.mean(axis=0), train.std(axis=0)
     std[std == 0] = 1.0
     spec = replace(raw.spec, value_range=None, feature_mean=tuple(map(float, mean)), feature_std=tuple(map(float, std)))
+    if isinstance(x_train, StreamedTable):
+        test = ((x_test.reshape(len(x_test), -1) - mean) / std).astype(np.float32)
+        return spec, (x_train.scaled(mean, std, spec), test)
     scaled = [((x.reshape(len(x), -1) - mean) / std).astype(np.float32) for x in (x_train, x_test)]
     return spec, tuple(scaled)

@@ -1,4 +1,5 @@
-"""A training split read from its files as it is used, not held in memory: `StreamedImages`.
+"""A training split read from its files as it is used, not held in memory: `Streamed`, and its
+image kind `StreamedImages` (a table's is aetrack/data/table_streams.py `StreamedTable`).
 
 An image folder's training split is a list of files (and labels) whose headers were checked when
 it was listed; `rows(indices)` decodes just those files (PIL: colour converted, resized, scaled
@@ -24,8 +25,23 @@ EXTENSIONS_TEXT = "png, jpg, jpeg, bmp or gif"
 _CHUNK = 1 << 20  # bytes read at a time when hashing a file
 
 
+class Streamed:
+    """What a streamed split offers the batch pipeline and the runner: `len()`, `spec`, `rows(indices)`
+    (float32 (k, spec.size) rows in the model's space), `stored(indices)` (the values an in-memory
+    source holds), `failures` (the first read error's one line) and slicing into a smaller stream."""
+
+    spec: SampleSpec
+    failures: list[str]
+
+    def rows(self, indices) -> np.ndarray:
+        raise NotImplementedError
+
+    def stored(self, indices=None) -> np.ndarray:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class StreamedImages:
+class StreamedImages(Streamed):
     """The image files of one split, decoded on demand into flat float32 rows of `spec`."""
 
     files: tuple[str, ...]
@@ -69,6 +85,9 @@ class StreamedImages:
         for row, i in enumerate(indices):
             out[row] = self._decode(self.files[int(i)])
         return out
+
+    def stored(self, indices=None) -> np.ndarray:
+        return self.pixels(indices)
 
     def rows(self, indices) -> np.ndarray:
         """float32 (k, spec.size) rows in [0, 1] of the files at `indices`; DataError naming a bad file."""
