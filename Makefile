@@ -17,10 +17,10 @@ export PATH := $(BIN):$(PATH)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-server.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-server.txt requirements-export.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-server.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-server.txt -r requirements-export.txt -e .
 	touch $@
 
 run: setup

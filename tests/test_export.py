@@ -53,7 +53,7 @@ def _tflite_outputs(path, rows) -> np.ndarray:
 
 @pytest.mark.parametrize("part", ["autoencoder", "encoder"])
 @pytest.mark.parametrize("fmt, quantize, tolerance", [("savedmodel", None, 1e-4), ("tflite", None, 1e-4),
-                                                      ("tflite", "float16", 1e-2)])
+                                                      ("tflite", "float16", 1e-2), ("onnx", None, 1e-4)])
 def test_exports_match_keras(keras_files, tmp_path, part, fmt, quantize, tolerance):
     from aetrack.use.export import export_model
 
@@ -68,6 +68,12 @@ def test_exports_match_keras(keras_files, tmp_path, part, fmt, quantize, toleran
 
         loaded = tf.saved_model.load(str(output))
         got = np.asarray(loaded.serve(tf.constant(rows))).reshape(len(rows), -1)
+    elif fmt == "onnx":  # onnxruntime, the runtime the file is meant for
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: rows})[0].reshape(len(rows), -1)
+        assert result.bytes == os.path.getsize(output)
     else:
         got = _tflite_outputs(output, rows)
         assert result.bytes == os.path.getsize(output)

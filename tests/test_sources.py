@@ -68,7 +68,7 @@ def test_csv_with_string_labels_is_a_standardised_table(tmp_path):
     np.testing.assert_allclose(raw, rows[index], atol=1e-5)
     np.testing.assert_array_equal(data.y_train, [("ham", "spam").index(k) for k in frame["kind"].iloc[index]])
     np.testing.assert_allclose(spec.feature_mean, rows[index].mean(axis=0))  # the training split's stats
-    np.testing.assert_allclose(data.x_train.mean(axis=0), [0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(data.x_train).mean(axis=0), [0, 0, 0], atol=1e-6)
 
 
 def test_parquet_folder_with_a_test_file_uses_training_stats(tmp_path):

@@ -162,9 +162,6 @@ def test_a_table_streams_with_the_statistics_and_digest_of_the_table_in_memory(t
     assert kept.train_count == 5 and set(kept.y_train) == {1}
 
 
-# Until aetrack/tracking/records.py logs any `Streamed` split as `streamed_dataset` (it builds a pandas
-# frame of a table's x_train): the lead's call-site change; then drop this mark.
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="records.py: isinstance(x, Streamed)")
 def test_a_table_run_streams_and_trains_as_the_same_rows_in_memory(tracking, tmp_path):
     from aetrack.train import train
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aetrack.data import Dataset, SampleSpec
-from aetrack.data.streams import StreamedImages
+from aetrack.data.streams import Streamed
 from aetrack.names import DATA_KIND, NOTE_TAG, SAMPLE_SHAPE
 
 # Leading hex characters of aetrack's SHA-256 used as an MLflow dataset digest. MLflow caps a
@@ -54,7 +54,7 @@ def run_datasets(dataset: Dataset) -> RunDatasets:
             # MLflow registers its local-file source twice and warns that a path "can be
             # interpreted in multiple ways: LocalArtifactDatasetSource, LocalArtifactDatasetSource".
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            if isinstance(x, StreamedImages):
+            if isinstance(x, Streamed):
                 return streamed_dataset(x, y, source, name, digest)
             if spec.is_image:
                 return mlflow.data.from_numpy(x, targets=y, source=source, name=name, digest=digest)
@@ -67,7 +67,7 @@ def run_datasets(dataset: Dataset) -> RunDatasets:
     )
 
 
-def streamed_dataset(x: StreamedImages, y, source: str | None, name: str, digest: str):
+def streamed_dataset(x: Streamed, y, source: str | None, name: str, digest: str):
     """An MLflow numpy dataset of a streamed split without its arrays: the schema from one decoded
     row, the profile (`features_shape`, sizes, bytes) of all `len(x)` rows as float32."""
     import numpy as np
