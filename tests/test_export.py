@@ -13,6 +13,9 @@ import pytest
 from tests.helpers.errors import error_line
 from tests.helpers.processes import aetrack_in_process
 
+# Each export is a real conversion (TFLite, tf2onnx) and a load by its runtime: seconds apiece.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def keras_files(tmp_path_factory):

@@ -34,6 +34,7 @@ def epoch_batches(dataset, epoch: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(x.numpy(), y.numpy()) for x, y in batches]
 
 
+@pytest.mark.slow  # two real trainings
 def test_a_folder_run_streams_its_training_split_and_trains_as_the_same_arrays_in_memory(tracking, tmp_path):
     from aetrack.train import train
 
@@ -162,6 +163,7 @@ def test_a_table_streams_with_the_statistics_and_digest_of_the_table_in_memory(t
     assert kept.train_count == 5 and set(kept.y_train) == {1}
 
 
+@pytest.mark.slow  # two real trainings
 def test_a_table_run_streams_and_trains_as_the_same_rows_in_memory(tracking, tmp_path):
     from aetrack.train import train
 
