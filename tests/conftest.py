@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 import types
 from functools import cache
@@ -241,3 +242,15 @@ def registered_store(tmp_path_factory, tiny_npz):
 def registered(registered_store, monkeypatch):
     """Enter `registered_store`: its tracking URI for this process and children, cwd its folder."""
     yield from _enter_store(registered_store, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """Each test starts with the SIGINT/SIGTERM handlers the worker had: an in-process interrupt
+    leaves SIGTERM ignored on purpose (a stopping aetrack lives to say why), which processes this
+    worker later forks would otherwise inherit."""
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in previous.items():
+        if signal.getsignal(number) is not handler and handler is not None:
+            signal.signal(number, handler)

@@ -66,6 +66,10 @@ def run_workers(count: int, work: Work, on_ready: Callable[[int, int, str], None
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:  # the worker: never returns
+                # Stop when the parent says so, whatever handlers the parent process had (a library
+                # caller's, or the no-op aetrack keeps after an interrupted run).
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
                 os.close(read_end)
                 for other in workers:
                     os.close(other.pipe)
