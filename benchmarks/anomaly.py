@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--code-size", type=int, default=32)
     p.add_argument("--train-samples", type=int, default=10000, help="per digit, at most (a digit has ~6000)")
     p.add_argument("--test-images", type=int, default=10000, help="test images scored (the protocol: all 10000)")
-    p.add_argument("--table-epochs", type=int, default=200)
+    p.add_argument("--table-epochs", type=int, default=20)
     p.add_argument("--table-code-size", type=int, default=8)
     p.add_argument("--contamination", type=float, default=0.05, help="passed to training when it takes one")
     p.add_argument("--seed", type=int, default=0)
