@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from aetrack.anomaly import RunThreshold, anomaly_metrics, precision_recall_curve, roc_curve
 from aetrack.figures import new_figure
-from aetrack.tracking.plots import FIGURE_DIR, reconstructions_figure
+from aetrack.tracking.plots import log_figures, reconstructions_figure
 
 WORST_SAMPLES = 10
 HISTOGRAM_BINS = 40
@@ -91,13 +91,7 @@ def log_anomaly_figures(client, run_id: str, model, dataset, scores: np.ndarray,
         return []
     figures = {"anomaly_scores.png": scores_figure(scores, anomalous, threshold.scorer, threshold.score),
                "anomaly_worst.png": worst_figure(model, dataset.x_test, scores, dataset.spec)}
-    if anomalous is not None and 0 < anomalous.sum() < len(anomalous):
+    if 0 < anomalous.sum() < len(anomalous):
         figures["anomaly_roc.png"] = roc_figure(scores, anomalous)
         figures["anomaly_pr.png"] = pr_figure(scores, anomalous, threshold.scorer)
-    paths = []
-    for name, figure in figures.items():
-        path = f"{FIGURE_DIR}/{name}"
-        client.log_figure(run_id, figure, path, save_kwargs={"bbox_inches": "tight"})
-        figure.clear()
-        paths.append(path)
-    return paths
+    return log_figures(client, run_id, figures)

@@ -207,6 +207,11 @@ def log_final_figures(client, run_id: str, model, config, dataset, inputs: np.nd
         figures["samples.png"] = samples_figure(decoder(draws, training=False).numpy(), spec=spec)
         if config.code_size == 2 and spec.is_image:
             figures["latent_manifold.png"] = latent_manifold_figure(lambda z: decoder(z, training=False).numpy(), spec)
+    return log_figures(client, run_id, figures)
+
+
+def log_figures(client, run_id: str, figures: dict) -> list[str]:
+    """Log each {file name: figure} under figures/ and free it; the artifact paths."""
     paths = []
     for name, figure in figures.items():
         path = f"{FIGURE_DIR}/{name}"
