@@ -33,6 +33,18 @@ class Streamed:
     spec: SampleSpec
     failures: list[str]
 
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """As an array of the split would have it: (samples, spec.size)."""
+        return (len(self), self.spec.size)
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
     def rows(self, indices) -> np.ndarray:
         raise NotImplementedError
 
@@ -53,14 +65,6 @@ class StreamedImages(Streamed):
 
     def __len__(self) -> int:
         return len(self.files)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self.files), self.spec.size)
-
-    @property
-    def ndim(self) -> int:
-        return 2
 
     @property
     def dtype(self) -> np.dtype:

@@ -89,14 +89,6 @@ class StreamedTable(Streamed):
         return len(self.index)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self.index), self.spec.size)
-
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    @property
     def dtype(self) -> np.dtype:
         return np.dtype(np.float32 if self.scale_mean is not None else np.float64)
 
