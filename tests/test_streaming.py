@@ -69,18 +69,24 @@ def test_the_digest_hashes_the_files_and_the_size_they_are_decoded_to(tmp_path):
     assert load_dataset(str(root)).train_sha256 != a.train_sha256
 
 
-def test_streamed_batches_come_in_the_in_memory_order_of_each_epoch(tmp_path):
+def assert_streamed_order_is_in_memory_order(stream, sizes: list[int]) -> None:
+    """Batches of 5, seed 4: a streamed split's epoch 0 and epoch 3 (opened straight away, as a run
+    resumed there opens it) hold the rows the same data in memory gives, in the same order."""
     from aetrack.batches import shuffled_batches, streamed_batches
 
-    data = load_dataset(str(folder(tmp_path, per_class=6)))
-    rows = np.asarray(data.x_train)
-    for epoch in (0, 3):  # epoch 3 straight away, as a run resumed there opens it
-        streamed = epoch_batches(streamed_batches(data.x_train, 5, seed=4), epoch)
+    rows = np.asarray(stream)
+    for epoch in (0, 3):
+        streamed = epoch_batches(streamed_batches(stream, 5, seed=4), epoch)
         in_memory = epoch_batches(shuffled_batches(rows, rows, 5, seed=4), epoch)
-        assert [len(x) for x, _ in streamed] == [5, 5, 2]
-        for (x, y), (x_mem, y_mem) in zip(streamed, in_memory):
+        assert [len(x) for x, _ in streamed] == sizes
+        for (x, y), (x_mem, _) in zip(streamed, in_memory):
             np.testing.assert_array_equal(x, x_mem)
             np.testing.assert_array_equal(y, x_mem)
+
+
+def test_streamed_batches_come_in_the_in_memory_order_of_each_epoch(tmp_path):
+    data = load_dataset(str(folder(tmp_path, per_class=6)))
+    assert_streamed_order_is_in_memory_order(data.x_train, [5, 5, 2])
 
 
 def test_a_streamed_denoiser_gives_each_sample_the_same_noise_every_epoch(tmp_path):
@@ -180,17 +186,8 @@ def test_streamed_table_batches_come_in_the_in_memory_order_and_the_cache_goes_w
     import gc
     import os
 
-    from aetrack.batches import shuffled_batches, streamed_batches
-
     data = load_dataset(str(table(tmp_path, ".parquet", n=15)[0]), label_column="kind")
-    rows = np.asarray(data.x_train)
-    for epoch in (0, 3):
-        streamed = epoch_batches(streamed_batches(data.x_train, 5, seed=4), epoch)
-        in_memory = epoch_batches(shuffled_batches(rows, rows, 5, seed=4), epoch)
-        assert [len(x) for x, _ in streamed] == [5, 5, 3]
-        for (x, y), (x_mem, _) in zip(streamed, in_memory):
-            np.testing.assert_array_equal(x, x_mem)
-            np.testing.assert_array_equal(y, x_mem)
+    assert_streamed_order_is_in_memory_order(data.x_train, [5, 5, 3])
     # The cache file goes with the last stream of it (a pipeline keeps its stream: then at exit).
     other = load_dataset(str(tmp_path / "rows.parquet"), label_column="kind")
     cache = other.x_train.cache.path
