@@ -217,7 +217,7 @@ def export(model_uri: str, fmt: str, output: str, quantize: str | None, log_to_r
     """Export --model to --format at --output, then load the export with its own runtime, run it on
     held-out samples (the run's test split, else seeded random inputs) and compare it with the Keras
     model; an export further off than its tolerance (float32 1e-4, float16 1e-2, times the largest
-    output when that is above 1; int8 0.1 of the outputs' range) is refused and nothing is written."""
+    output when that is above 1; int8 0.25 of the outputs' range) is refused and nothing is written."""
     for option, value, expected in (("--model", model_uri, "a model URI"),
                                     ("--format", fmt, "savedmodel, tflite or onnx"),
                                     ("--output", output, "a new file or folder")):
