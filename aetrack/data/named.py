@@ -46,6 +46,9 @@ def _digits() -> Raw:
 
 
 def _download(name: str) -> tuple[np.ndarray, ...]:
+    from aetrack.quiet import load_tensorflow
+
+    load_tensorflow()  # under the CLI its start-up lines stay off the terminal, as for training
     import keras  # heavy: only for the downloaded datasets
 
     loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist,
