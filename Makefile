@@ -23,12 +23,14 @@ $(VENV)/.installed: requirements.txt requirements-server.txt requirements-export
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-server.txt -r requirements-export.txt -e .
 	touch $@
 
+# AETRACK_MAKE_TARGET: errors that suggest another dataset (MNIST cannot be downloaded) say it
+# in make's terms, `make run DATASET=digits`; `mlflow run --env-manager local` passes it through.
 run: setup
-	$(BIN)/mlflow run . -e basic --env-manager local --experiment-name aetrack \
+	AETRACK_MAKE_TARGET=$@ $(BIN)/mlflow run . -e basic --env-manager local --experiment-name aetrack \
 		-P dataset=$(DATASET) -P epochs=$(EPOCHS)
 
 denoise: setup
-	$(BIN)/mlflow run . -e denoise --env-manager local --experiment-name aetrack \
+	AETRACK_MAKE_TARGET=$@ $(BIN)/mlflow run . -e denoise --env-manager local --experiment-name aetrack \
 		-P dataset=$(DATASET) -P epochs=$(EPOCHS)
 
 test: setup

@@ -3,11 +3,17 @@ scikit-learn's digits, read from small real files; the spec and the values read 
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from aetrack.config import ConfigError, TrainConfig
 from aetrack.data import check_dataset_spec, dataset_for, load_dataset
+from aetrack.data.named import MAKE_TARGET_ENV
 from aetrack.errors import DataError
 from tests.helpers.data import pixels, table_frame, write_image_folder, write_npz, write_table
 
@@ -124,6 +130,39 @@ def test_digits_come_with_scikit_learn():
     np.testing.assert_array_equal(data.x_test[-1], images[-1].reshape(64).astype(np.float32) / 16)
     assert data.x_train.max() == 1.0 and data.source == "sklearn.datasets.load_digits"
     assert load_dataset("digits", exclude_digits=(3,)).excluded_labels == (3,)
+
+
+@pytest.mark.parametrize("target,entry_point", [("run", "basic"), ("denoise", "denoise")])
+def test_offline_error_under_make_says_what_works_in_makes_terms(monkeypatch, tmp_path, target, entry_point):
+    """`make run` without network: the one line names `make run DATASET=digits`, and the Makefile
+    really turns that into the entry point's `-P dataset=digits` (its recipe, read by `make -n`)."""
+    import urllib.request
+
+    # make -n prints the recipe without running it; the outer make's flags (under `make test`) stay out.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    recipe = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, "DATASET=digits"], env=env,
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True)
+    words = shlex.split(recipe.stdout.replace("\\\n", " "))
+    assert words[0] == f"{MAKE_TARGET_ENV}={target}" and words[1].endswith("/mlflow") and words[2] == "run"
+    assert words[words.index("-e") + 1] == entry_point and "dataset=digits" in words
+    monkeypatch.setenv(MAKE_TARGET_ENV, target)
+    # Keras downloads to $KERAS_HOME: an empty dir, and a network that fails at once (as in test_data.py).
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", 10, 10)
+    text = str(info.value)
+    assert text.startswith("could not download dataset 'mnist'") and "\n" not in text
+    assert f"make {target} DATASET=digits (scikit-learn's bundled 8x8 digits" in text
+    assert f"make {target} DATASET=/path/to/mnist.npz" in text
+    assert "--dataset" not in text and "-P " not in text  # nothing make cannot pass
+    # ...and what it names works: digits load with no download.
+    assert load_dataset("digits", 10, 10).spec.shape == (8, 8, 1)
 
 
 def test_default_sample_counts(tmp_path):

@@ -3,6 +3,8 @@ and `digits`, scikit-learn's bundled 8x8 digits (no download: the offline choice
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from aetrack.data.raw import Raw, raw_from_arrays
@@ -19,6 +21,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 # scikit-learn's digits have no split of their own: the first 1,500 train, the other 297 test.
 DIGITS_TRAIN = 1500
 DIGITS_MAX = 16  # their values are 0..16 (counts of set pixels in 4x4 blocks)
+# The Makefile's `run` and `denoise` recipes set this to their target's name: a user who typed
+# `make run` has no `--dataset` to pass, so the offline advice is worded as a make command.
+MAKE_TARGET_ENV = "AETRACK_MAKE_TARGET"
 
 
 def read_named(name: str) -> Raw:
@@ -41,6 +46,9 @@ def _digits() -> Raw:
 
 
 def _download(name: str) -> tuple[np.ndarray, ...]:
+    from aetrack.quiet import load_tensorflow
+
+    load_tensorflow()  # under the CLI its start-up lines stay off the terminal, as for training
     import keras  # heavy: only for the downloaded datasets
 
     loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist,
@@ -49,9 +57,15 @@ def _download(name: str) -> tuple[np.ndarray, ...]:
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as exc:  # keras raises a bare Exception("URL fetch failure ...") when offline
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"could not download dataset {name!r} ({reason}); offline? use --dataset digits (bundled with "
-            f"scikit-learn, no download) or pass a local copy: --dataset /path/to/{name}.npz "
-            f"(or -P dataset=/path/to/{name}.npz)"
-        ) from None
+        raise DataError(f"could not download dataset {name!r} ({reason}); {offline_advice(name)}") from None
     return x_train, y_train, x_test, y_test
+
+
+def offline_advice(name: str) -> str:
+    """What works without a download, in the terms of whatever started aetrack (make, else the CLI)."""
+    target = os.environ.get(MAKE_TARGET_ENV, "").strip()
+    if target:
+        return (f"if offline, this works now: make {target} DATASET=digits (scikit-learn's bundled 8x8 digits, "
+                f"no download), or a local copy: make {target} DATASET=/path/to/{name}.npz")
+    return (f"offline? use --dataset digits (bundled with scikit-learn, no download) or pass a local copy: "
+            f"--dataset /path/to/{name}.npz (or -P dataset=/path/to/{name}.npz)")
