@@ -34,7 +34,7 @@ CUSTOM_ARCHITECTURE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 # The architecture param of a run given encoder and decoder objects (`aetrack.train(config,
 # encoder=..., decoder=...)`): nothing to rebuild them from, so not a value the CLI accepts.
 CUSTOM_OBJECTS = "custom"
-ARCHITECTURE_TEXT = ("dense, conv, vae, or package.module:function (a callable (sample_shape, code_size) -> "
+ARCHITECTURE_TEXT = ("one of dense, conv, vae, or package.module:function (a callable (sample_shape, code_size) -> "
                      "(encoder, decoder) importable from the working directory or an installed package)")
 STRATEGIES = ("default", "mirrored")
 SAMPLERS = ("tpe", "random")

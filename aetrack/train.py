@@ -11,9 +11,9 @@ from aetrack import names
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.devices import distribution_scope, for_strategy
-from aetrack.models import build_autoencoder
-from aetrack.models.custom import custom_tags, is_custom, load_init_model_for_parts, with_objects
-from aetrack.models.loading import load_init_model
+from aetrack.models import build_autoencoder, copy_weights
+from aetrack.models.custom import custom_tags, is_custom, with_objects
+from aetrack.models.loading import load_init_model, load_model
 from aetrack.models.spec_checks import check_loss_for
 from aetrack.runner import PhaseTimer, TrainResult, build_model, complete_run, summary
 from aetrack.tracking.run import (check_tracking_store, describe_run, tag_run, tracked_run, tracking_client,
@@ -46,8 +46,10 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, encoder: keras
         # A custom architecture is imported, called and its shapes checked once here (one line each).
         checked = (build_autoencoder(config.architecture, config.code_size, spec=dataset.spec, parts=parts)
                    if is_custom(config.architecture) else None)
-        if config.init_model and parts is not None:
-            init_model = load_init_model_for_parts(config.init_model, checked, config.code_size, dataset.spec)
+        if config.init_model and parts is not None:  # its weights must fit the objects: checked by copying
+            init_model = load_model(config.init_model, option="init_model")
+            copy_weights(init_model, checked, config.init_model, config.architecture, config.code_size,
+                         spec=dataset.spec)
         elif config.init_model:
             init_model = load_init_model(config.init_model, config.code_size, config.architecture, spec=dataset.spec)
         else:

@@ -240,28 +240,22 @@ def import_shipped_code(model_dir: str) -> list[str]:
     return modules
 
 
-def load_with_shipped_code(uri: str) -> keras.Model:
-    """`loading.load_model` for a model with shipped custom layers: download it, import its code,
-    then load it (safe mode)."""
+def with_shipped_code(uri: str) -> str:
+    """Download an MLflow model (a local model directory is used as it is) and import the custom
+    layer modules it ships; its local directory, ready for Keras to load in safe mode."""
     from mlflow.tracking.artifact_utils import _download_artifact_from_uri
-
-    from aetrack.models.loading import load_model
 
     local = uri if os.path.isdir(uri) else _download_artifact_from_uri(uri)
     import_shipped_code(local)
-    return load_model(local)
+    return local
 
 
-def load_init_model_for_parts(value: str, autoencoder: keras.Model, code_size: int, spec: SampleSpec):
-    """init_model for encoder/decoder objects: load it and check its weights fit `autoencoder`
-    (the wrapped objects); ModelError before the run exists."""
-    from aetrack.models.builders import copy_weights
-    from aetrack.models.loading import load_model
+def load_with_shipped_code(uri: str) -> keras.Model:
+    """A logged model with registered custom layers, loaded in safe mode in a process without the
+    user's source (its shipped code imported first)."""
+    import mlflow.keras
 
-    model = load_model(value, option="init_model")
-    copy_weights(model, autoencoder, value, CUSTOM_OBJECTS, code_size, spec=spec)
-    return model
-
+    return mlflow.keras.load_model(with_shipped_code(uri), load_model_kwargs={"safe_mode": True})
 
 def is_custom(architecture: str) -> bool:
     """The user's own encoder and decoder: package.module:function, or objects (`custom`)."""
