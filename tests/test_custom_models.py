@@ -343,3 +343,33 @@ def test_mlflow_run_of_the_custom_conv_example(tmp_path):
     assert versions == {f"conv64-{p}" for p in ("autoencoder", "encoder", "decoder", "scorer")}
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == [1] and np.isfinite(history[0].value)
+
+
+def test_custom_parts_keep_the_flat_contract_for_images_and_tables(bad_module, tmp_path):
+    """RGB images and a scaled table: flat rows in and out, named encoder and decoder sub-models,
+    the table's raw-io scaling wraps them; init_model of the same callable fits, a conv one not."""
+    from aetrack.data.spec import TABLE, SampleSpec, image_spec
+    from aetrack.errors import ModelError
+    from aetrack.models import build_autoencoder
+    from aetrack.models.loading import load_init_model
+    from aetrack.models.scaling import with_raw_io
+
+    rgb = image_spec(8, 12, 3)
+    model = build_autoencoder("ctm_good:functional", 5, spec=rgb)
+    x = np.random.default_rng(1).random((3, rgb.size), dtype=np.float32)
+    assert model(x).shape == (3, 288) and model.get_layer("encoder")(x).shape == (3, 5)
+    assert model.get_layer("encoder").get_layer("to_8x12x3").output.shape[1:] == (8, 12, 3)
+
+    table = SampleSpec(TABLE, (4,), None, feature_names=tuple("abcd"), feature_mean=(1.0, 2.0, 3.0, 4.0),
+                       feature_std=(2.0, 2.0, 2.0, 2.0))
+    trained = build_autoencoder("ctm_good:sequential", 2, spec=table)
+    raw = with_raw_io("autoencoder", trained, table)
+    rows = np.asarray([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)  # the mean: standardised to zeros
+    np.testing.assert_allclose(raw(rows).numpy(), trained(np.zeros((1, 4), np.float32)).numpy() * 2.0 + rows,
+                               rtol=1e-5)
+
+    path = tmp_path / "custom.keras"
+    build_autoencoder("ctm_good:functional", 5, spec=rgb).save(path)
+    assert load_init_model(str(path), 5, "ctm_good:functional", spec=rgb).input_shape == (None, 288)
+    with pytest.raises(ModelError, match="^invalid init_model .*this run's architecture is conv"):
+        load_init_model(str(path), 5, "conv", spec=rgb)
