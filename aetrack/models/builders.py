@@ -1,5 +1,6 @@
-"""Architecture -> builder, compiling, the parts of a trained model (autoencoder, encoder,
-decoder) and the init_model weight check."""
+"""Architecture -> builder (the built-in dense, conv and vae, or the user's own encoder and decoder,
+models/custom.py), compiling, the parts of a trained model (autoencoder, encoder, decoder) and the
+init_model weight check."""
 
 from __future__ import annotations
 

@@ -201,14 +201,20 @@ def _check_layers(part: str, model: keras.Model, bad) -> None:
         registered = keras.saving.get_registered_name(cls)
         if keras.saving.get_registered_object(registered) is not cls:
             raise bad(part, f"its {part} uses layer class {cls.__name__}, which is not registered (a logged model "
-                      "could not be loaded)", f"{cls.__name__} decorated with @keras.saving.register_keras_serializable()")
+                      "could not be loaded)",
+                      f"{cls.__name__} decorated with @keras.saving.register_keras_serializable()")
         if cls.__module__ == "__main__":
             raise bad(part, f"its {part}'s layer class {cls.__name__} is defined in __main__ (a script or notebook), "
                       "which a logged model cannot carry", f"{cls.__name__} in a module of its own, imported")
 
 
+# Packages whose layers are registered on import and installed where the model loads (a pretrained
+# backbone from keras_hub): their source is never shipped.
+_INSTALLED_LAYER_PACKAGES = ("keras", "tensorflow", "tf_keras", "keras_hub", "keras_cv", "keras_nlp")
+
+
 def _is_keras(cls: type) -> bool:
-    return cls.__module__.split(".")[0] in ("keras", "tensorflow", "tf_keras")
+    return cls.__module__.split(".")[0] in _INSTALLED_LAYER_PACKAGES
 
 
 def shipped_code(model: keras.Model) -> dict[str, str]:
