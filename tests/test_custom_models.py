@@ -112,6 +112,11 @@ BAD = textwrap.dedent('''
         return keras.Sequential([keras.Input(shape), Unregistered(), encoder]), decoder
 
 
+    def unbuildable(shape, code_size):
+        # No Input: built for the sample shape, which a Conv1D cannot take.
+        return keras.Sequential([keras.layers.Conv1D(4, 3), keras.layers.Dense(code_size)]), functional(shape, code_size)[1]
+
+
     def subclassed(shape, code_size):
         return Subclassed(), functional(shape, code_size)[1]
 ''')
@@ -233,6 +238,7 @@ def bad_module(tmp_path, monkeypatch):
     ("ctm_bad:with_lambda", "uses a Lambda layer"),
     ("ctm_bad:unregistered", "uses layer class Unregistered, which is not registered"),
     ("ctm_bad:subclassed", "its encoder is a subclassed model (Subclassed)"),
+    ("ctm_bad:unbuildable", "building its encoder for inputs of shape (28, 28, 1) raised ValueError"),
 ])
 def test_each_bad_custom_architecture_is_one_line(bad_module, architecture, says):
     from aetrack.data.spec import MNIST_SPEC

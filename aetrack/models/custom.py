@@ -171,7 +171,12 @@ def _built_shape(model: keras.Model, input_shape: tuple[int, ...], part: str, ba
     """The model's one input (or output) shape without the batch dimension; a Sequential without an
     Input is built for `input_shape` first."""
     if not model.built:
-        model.build((None, *input_shape))
+        try:
+            model.build((None, *input_shape))
+        except Exception as exc:  # noqa: BLE001 - its layers do not fit that input: one line
+            raise bad(part, f"building its {part} for inputs of shape {input_shape} raised {type(exc).__name__}: "
+                      f"{one_line(first_line(exc))[:300]}", f"an {part} that takes inputs of shape {input_shape}") \
+                from None
     try:
         tensors = model.inputs if inputs else model.outputs
     except (AttributeError, ValueError):
