@@ -12,6 +12,7 @@ anything heavy loads.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,15 @@ BOTH = ENTRY_POINTS
 DENOISE = ("denoise",)
 LOSSES = ("bce", "mse")
 ARCHITECTURES = ("dense", "conv", "vae")
+# architecture=package.module:function names the user's own callable (sample_shape, code_size) ->
+# (encoder, decoder). Only its syntax is checked here (importing it would load TensorFlow before
+# `aetrack --help`); aetrack/models/custom.py imports and checks it before a run exists.
+CUSTOM_ARCHITECTURE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+# The architecture param of a run given encoder and decoder objects (`aetrack.train(config,
+# encoder=..., decoder=...)`): nothing to rebuild them from, so not a value the CLI accepts.
+CUSTOM_OBJECTS = "custom"
+ARCHITECTURE_TEXT = ("one of dense, conv, vae, or package.module:function (a callable (sample_shape, code_size) -> "
+                     "(encoder, decoder) importable from the working directory or an installed package)")
 STRATEGIES = ("default", "mirrored")
 SAMPLERS = ("tpe", "random")
 KNOWN_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
@@ -48,6 +58,11 @@ MODEL_URI_FORMS = (
 # rule), so resuming it may assume them.
 PARAMS_ADDED_LATER = ("validation_split", "image_size", "color_mode", "label_column", "exclude_labels",
                       "normal_labels", "contamination", "threshold_rule")
+
+
+def is_custom_architecture(value: str) -> bool:
+    """`value` has the form package.module:function (the user's own encoder and decoder)."""
+    return isinstance(value, str) and bool(CUSTOM_ARCHITECTURE.match(value))
 
 
 def _param(default: Any, help: str, rule: Rule | None = None, entry_points=BOTH, logged: bool = True,
@@ -76,8 +91,9 @@ class TrainConfig:
     batch_size: int = _param(64, "Images per training step.", int_range(1, 65_536))
     code_size: int = _param(64, "Size of the encoder's code (the bottleneck).", int_range(1, 4096))
     architecture: str = _param(
-        "dense", "Model family: dense (the tutorial's 784-code-784), conv (convolutional) or vae (variational).",
-        choice(*ARCHITECTURES),
+        "dense", "Model family: dense (the tutorial's 784-code-784), conv (convolutional), vae (variational), "
+        "or package.module:function, your own callable (sample_shape, code_size) -> (encoder, decoder).",
+        Rule(ARCHITECTURE_TEXT, lambda value: value in ARCHITECTURES or is_custom_architecture(value)),
     )
     kl_weight: float = _param(
         1.0, "vae only: weight of the KL term in the loss (1 = the ELBO; other values: beta-VAE).",

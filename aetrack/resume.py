@@ -14,10 +14,11 @@ import dataclasses
 
 import keras
 
-from aetrack.config import PARAMS_ADDED_LATER, TrainConfig, parse_value
+from aetrack.config import CUSTOM_OBJECTS, PARAMS_ADDED_LATER, TrainConfig, is_custom_architecture, parse_value
 from aetrack.data import dataset_for
 from aetrack.devices import distribution_scope, for_strategy
 from aetrack.errors import ConfigError, ResumeError
+from aetrack.models.custom import SOURCE_SHA256_TAG, file_sha256, source_file
 from aetrack.names import DATASET_SHA256_TAG, ENTRY_POINT_TAG, RUN_NAME_TAG, SAMPLE_SHAPE_TAG
 from aetrack.runner import PhaseTimer, StartPoint, TrainResult, build_model, complete_run, summary
 from aetrack.tracking.checkpoints import Checkpoint, read_checkpoint, restore
@@ -32,8 +33,13 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
     check_tracking_store(tracking_uri())
     client = tracking_client()
     run = resumable_run(client, run_id, timeout_s)
+    if run.data.params.get("architecture") == CUSTOM_OBJECTS:
+        raise ResumeError(f"cannot resume run {run_id}: it trained encoder and decoder objects given to "
+                          "aetrack.train, which nothing can rebuild; resume needs runs trained with "
+                          "architecture=package.module:function")
     # A mirrored run resumes mirrored, with its steps_per_execution.
     config = for_strategy(config_of(run, experiment_name_of(client, run)))
+    check_custom_source(run, config.architecture)
     dataset = dataset_for(config)
     config = config.for_data(dataset.spec.bounded)  # as train() resolved it; `mlflow run` logged loss ''
     checkpoint = checkpoint_for(client, run_id, config)
@@ -61,6 +67,17 @@ def resume(run_id: str, timeout_s: float = DEFAULT_STALE_TIMEOUT_S) -> TrainResu
                               model, phase, start)
     print(summary(result, tracking_uri()), flush=True)
     return result
+
+
+def check_custom_source(run, architecture: str) -> None:
+    """A custom architecture resumes only from the source it trained with (its SHA-256 tag): other
+    code would build other layers for the checkpoint's weights."""
+    if not is_custom_architecture(architecture) or SOURCE_SHA256_TAG not in run.data.tags:
+        return
+    path = source_file(architecture)  # imports it: a callable that is gone fails in one line
+    if path is None or file_sha256(path) != run.data.tags[SOURCE_SHA256_TAG]:
+        raise ResumeError(f"cannot resume run {run.info.run_id}: the source of {architecture} ({path}) has "
+                          f"changed since the run started (its SHA-256 differs from the run's tag {SOURCE_SHA256_TAG})")
 
 
 def checkpoint_for(client, run_id: str, config: TrainConfig) -> Checkpoint:

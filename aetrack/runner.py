@@ -129,10 +129,13 @@ def complete_run(client, run, run_name: str, config: TrainConfig, dataset: Datas
     return TrainResult(run_id, run.info.experiment_id, run_name, history, metrics, versions, model, phase.seconds)
 
 
-def build_model(config: TrainConfig, spec: SampleSpec, init_model: keras.Model | None = None) -> keras.Model:
+def build_model(config: TrainConfig, spec: SampleSpec, init_model: keras.Model | None = None, *,
+                parts: tuple[keras.Model, keras.Model] | None = None) -> keras.Model:
     """The compiled model `config` trains on samples `spec`, starting from `init_model`'s weights
-    when given."""
-    model = build_autoencoder(config.architecture, config.code_size, config.kl_weight, config.seed, spec=spec)
+    when given; `parts` (the user's encoder and decoder objects) are wrapped instead of building
+    `config.architecture`."""
+    model = build_autoencoder(config.architecture, config.code_size, config.kl_weight, config.seed, spec=spec,
+                              parts=parts)
     if init_model is not None:
         copy_weights(init_model, model, config.init_model, config.architecture, config.code_size, spec=spec)
     return compile_autoencoder(model, config.learning_rate, config.loss, config.steps_per_execution)

@@ -11,7 +11,9 @@ from aetrack import names
 from aetrack.config import TrainConfig
 from aetrack.data import Dataset, dataset_for
 from aetrack.devices import distribution_scope, for_strategy
-from aetrack.models.loading import load_init_model
+from aetrack.models import build_autoencoder, copy_weights
+from aetrack.models.custom import custom_tags, is_custom, with_objects
+from aetrack.models.loading import load_init_model, load_model
 from aetrack.models.spec_checks import check_loss_for
 from aetrack.runner import PhaseTimer, TrainResult, build_model, complete_run, summary
 from aetrack.tracking.run import (check_tracking_store, describe_run, tag_run, tracked_run, tracking_client,
@@ -20,15 +22,19 @@ from aetrack.tracking.run import (check_tracking_store, describe_run, tag_run, t
 __all__ = ["TrainResult", "run_name_for", "run_tags", "train"]
 
 
-def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id: str | None = None,
+def train(config: TrainConfig, dataset: Dataset | None = None, *, encoder: keras.Model | None = None,
+          decoder: keras.Model | None = None, parent_run_id: str | None = None,
           tags: dict[str, str] | None = None, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train one autoencoder as `config` says and track it as one MLflow run.
 
     `dataset` is `dataset_for(config)` when the caller has loaded it already (the CLI does, before
-    TensorFlow loads, so a bad file fails in a second). A sweep's trial passes `parent_run_id` (the
-    run is nested under it), extra `tags`, and `callbacks` added to fit (pruning).
+    TensorFlow loads, so a bad file fails in a second). `encoder` and `decoder` (Keras models,
+    sample shape -> code_size -> sample shape) are trained in place of `config.architecture`,
+    logged as architecture `custom`; resuming such a run needs architecture=package.module:function.
+    A sweep's trial passes `parent_run_id` (the run is nested under it), extra `tags`, and
+    `callbacks` added to fit (pruning).
     """
-    config = for_strategy(config.validated())
+    config, parts = with_objects(for_strategy(config.validated()), encoder, decoder)
     phase = PhaseTimer()
     # Everything that can be wrong with the input fails here, before a run exists.
     with phase("load data"):
@@ -37,22 +43,32 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, parent_run_id:
         check_loss_for(dataset.spec, config.loss, config.architecture)
     with phase("check store, init_model"):
         check_tracking_store(tracking_uri())
-        init_model = (load_init_model(config.init_model, config.code_size, config.architecture, spec=dataset.spec)
-                      if config.init_model else None)
+        # A custom architecture is imported, called and its shapes checked once here (one line each).
+        checked = (build_autoencoder(config.architecture, config.code_size, spec=dataset.spec, parts=parts)
+                   if is_custom(config.architecture) else None)
+        if config.init_model and parts is not None:  # its weights must fit the objects: checked by copying
+            init_model = load_model(config.init_model, option="init_model")
+            copy_weights(init_model, checked, config.init_model, config.architecture, config.code_size,
+                         spec=dataset.spec)
+        elif config.init_model:
+            init_model = load_init_model(config.init_model, config.code_size, config.architecture, spec=dataset.spec)
+        else:
+            init_model = None
+        extra_tags = custom_tags(config.architecture)
 
     client = tracking_client()
     with tracked_run(config.experiment_name, parent_run_id, config.system_metrics) as run:
         run_id = run.info.run_id
         run_name = run_name_for(config, dataset)
         with phase("describe run"):
-            describe_run(client, run_id, config.params(), {**run_tags(config, dataset, run_name), **(tags or {})},
-                         dataset.spec.to_json())
+            describe_run(client, run_id, config.params(),
+                         {**run_tags(config, dataset, run_name), **extra_tags, **(tags or {})}, dataset.spec.to_json())
         with phase("build model"):
             # Seed after the run starts: MLflow draws a random run name from Python's `random` when
             # not under `mlflow run`, which would otherwise change the weights for the same seed.
             keras.utils.set_random_seed(config.seed)
             with distribution_scope(config) as devices:
-                model = build_model(config, dataset.spec, init_model)
+                model = build_model(config, dataset.spec, init_model, parts=parts)
             tag_run(client, run_id, {names.DEVICES_TAG: ",".join(devices)})
         result = complete_run(client, run, run_name, config, dataset, model, phase, callbacks=callbacks)
     print(summary(result, tracking_uri()), flush=True)

@@ -53,7 +53,8 @@ def test_noise_params_only_for_denoise():
 @pytest.mark.parametrize(
     "name,raw,value",
     [("epochs", "3", 3), ("learning_rate", "1e-3", 0.001), ("register", "False", False),
-     ("register", "true", True), ("loss", "mse", "mse"), ("exclude_digits", "1,7", "1,7")],
+     ("register", "true", True), ("loss", "mse", "mse"), ("exclude_digits", "1,7", "1,7"),
+     ("architecture", "vae", "vae"), ("architecture", "my_pkg.models:build", "my_pkg.models:build")],
 )
 def test_parse_value_accepts(name, raw, value):
     assert parse_value(name, raw) == value
@@ -64,7 +65,9 @@ def test_parse_value_accepts(name, raw, value):
     [("epochs", "0", "integer from 1"), ("epochs", "ten", "integer from 1"), ("batch_size", "-5", "integer"),
      ("learning_rate", "0", "> 0"), ("learning_rate", "nan", "> 0"), ("noise_factor", "-0.1", ">= 0"),
      ("noise_factor", "100", "<= 5"), ("loss", "hinge", "bce or mse"), ("register", "maybe", "true or false"),
-     ("model_prefix", "has space", "letters"), ("exclude_digits", "12", "digits 0-9")],
+     ("model_prefix", "has space", "letters"), ("exclude_digits", "12", "digits 0-9"),
+     ("architecture", "models.build", "package.module:function"), ("architecture", "a:b:c", "one of dense"),
+     ("architecture", "models:", "package.module:function"), ("architecture", "my-pkg:build", "(sample_shape, code_size)")],
 )
 def test_parse_value_rejects_with_the_rule(name, raw, allowed):
     with pytest.raises(ConfigError) as info:
@@ -108,3 +111,13 @@ def test_kinds_and_rules_come_from_the_fields_not_their_annotations():
     rule = rules.float_range(0.0, 1.0, low_open=True)
     assert rule.allowed == "a number > 0 and <= 1"
     assert [rule.check(v) for v in (0.0, 0.5, 1.0, float("nan"))] == [False, True, True, False]
+
+
+def test_a_custom_architecture_is_checked_for_syntax_only():
+    """module:function is not imported by the config (that would load TensorFlow before --help);
+    aetrack/models/custom.py imports and checks it before a run (tests/test_custom_models.py)."""
+    import sys
+
+    assert TrainConfig(architecture="no_such_module_anywhere:build").validated().architecture == \
+        "no_such_module_anywhere:build"
+    assert "no_such_module_anywhere" not in sys.modules

@@ -1,14 +1,16 @@
-"""Architecture -> builder, compiling, the parts of a trained model (autoencoder, encoder,
-decoder) and the init_model weight check."""
+"""Architecture -> builder (the built-in dense, conv and vae, or the user's own encoder and decoder,
+models/custom.py), compiling, the parts of a trained model (autoencoder, encoder, decoder) and the
+init_model weight check."""
 
 from __future__ import annotations
 
 import keras
 
-from aetrack.config import ARCHITECTURES
+from aetrack.config import ARCHITECTURE_TEXT, ARCHITECTURES, CUSTOM_OBJECTS, is_custom_architecture
 from aetrack.data.spec import MNIST_SPEC, SampleSpec
 from aetrack.errors import ModelError
 from aetrack.models.conv import build_conv_autoencoder
+from aetrack.models.custom import autoencoder_from_parts, build_custom_autoencoder
 from aetrack.models.dense import build_dense_autoencoder
 from aetrack.models.vae import VariationalAutoencoder, build_vae
 
@@ -16,16 +18,26 @@ LOSS_FUNCTIONS = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}
 
 
 def build_autoencoder(architecture: str, code_size: int, kl_weight: float = 1.0,
-                      seed: int | None = None, *, spec: SampleSpec = MNIST_SPEC) -> keras.Model:
-    """The model to train for `architecture` (one of ARCHITECTURES) on `spec`'s samples: float32
-    (-1, spec.size) in and out. A conv for a table raises ConfigError (conv needs images)."""
+                      seed: int | None = None, *, spec: SampleSpec = MNIST_SPEC,
+                      parts: tuple[keras.Model, keras.Model] | None = None) -> keras.Model:
+    """The model to train for `architecture` (one of ARCHITECTURES, or package.module:function, the
+    user's own, models/custom.py) on `spec`'s samples: float32 (-1, spec.size) in and out. `parts`
+    (the user's encoder and decoder objects) wraps those instead. A conv for a table raises
+    ConfigError (conv needs images); a bad custom architecture raises ModelError."""
+    if parts is not None:
+        return autoencoder_from_parts(parts[0], parts[1], spec, code_size)
+    if is_custom_architecture(architecture):
+        return build_custom_autoencoder(architecture, code_size, spec)
+    if architecture == CUSTOM_OBJECTS:
+        raise ModelError("architecture", architecture, "it names encoder and decoder objects given to "
+                         "aetrack.train in Python, which nothing here can rebuild", ARCHITECTURE_TEXT)
     if architecture == "dense":
         return build_dense_autoencoder(code_size, spec=spec)
     if architecture == "conv":
         return build_conv_autoencoder(code_size, spec=spec)
     if architecture == "vae":
         return build_vae(code_size, kl_weight, seed, spec=spec)
-    raise ValueError(f"invalid architecture {architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
+    raise ValueError(f"invalid architecture {architecture!r}: expected {ARCHITECTURE_TEXT}")
 
 
 def compile_autoencoder(

@@ -35,6 +35,7 @@ def log_models(model, config, dataset, parts: dict | None = None,
     from mlflow.models import Model
 
     from aetrack.models import autoencoder_of, decoder_of, encoder_of
+    from aetrack.models.custom import CODE_METADATA, shipped_code
     from aetrack.models.scorer import build_scorer
     from aetrack.tracking import keras_flavor
     from aetrack.tracking.records import DIGEST_LENGTH
@@ -47,6 +48,7 @@ def log_models(model, config, dataset, parts: dict | None = None,
     requirements = pip_requirements()
     infos = {}
     for part, keras_model in parts.items():
+        code = shipped_code(keras_model)  # registered custom layers: their source rides along in code/
         anomaly = {} if threshold is None else {ANOMALY_KEY: threshold.metadata(part)}
         anomaly_param = {} if threshold is None else {ANOMALY_THRESHOLD: repr(float(threshold.scorer))}
         # No input_example: in MLflow 3.17 the Keras flavor writes it before creating the model
@@ -54,13 +56,13 @@ def log_models(model, config, dataset, parts: dict | None = None,
         infos[part] = Model.log(
             artifact_path=None,
             name=part,
-            flavor=keras_flavor,
+            flavor=WithCode(code) if code else keras_flavor,
             flavor_name="keras",
             model=keras_model,
             signature=signature_for(part, config.code_size, spec=spec),
             pip_requirements=requirements,
             metadata={PART_METADATA: part, "code_size": config.code_size, "architecture": config.architecture,
-                      SAMPLE_SPEC_KEY: spec.to_dict(), **anomaly},
+                      SAMPLE_SPEC_KEY: spec.to_dict(), **anomaly, **({CODE_METADATA: list(code)} if code else {})},
             model_type=part,
             params={
                 "part": part,
@@ -77,6 +79,45 @@ def log_models(model, config, dataset, parts: dict | None = None,
             step=config.epochs,
         )
     return infos
+
+
+# The pyfunc loader of a model with custom layers, written into its code/ folder: it imports the
+# shipped modules (registering their layer classes) before the usual loader reads the .keras file.
+_CODE_LOADER = "aetrack_custom_pyfunc"
+_CODE_LOADER_TEXT = """\"\"\"Written by aetrack: import this model's custom layer modules, then load it.\"\"\"
+import importlib
+
+for _module in {modules!r}:
+    importlib.import_module(_module)
+
+from aetrack_keras_pyfunc import _load_pyfunc  # noqa: E402,F401
+"""
+
+
+class WithCode:
+    """The keras flavor plus MLflow code_paths: the source files of a model's registered custom
+    layers copied into its code/ folder (beside the pyfunc loader), imported before it loads."""
+
+    def __init__(self, files: dict[str, str]):
+        self.files = files  # {module name: source file}
+
+    def save_model(self, model, path: str, mlflow_model, **kwargs) -> None:
+        import os
+        import shutil
+
+        from mlflow import pyfunc
+        from mlflow.models.model import MLMODEL_FILE_NAME
+
+        from aetrack.tracking import keras_flavor
+
+        keras_flavor.save_model(model, path, mlflow_model, **kwargs)
+        code = os.path.join(path, keras_flavor.CODE_DIR)
+        for module, source in self.files.items():
+            shutil.copyfile(source, os.path.join(code, f"{module}.py"))
+        with open(os.path.join(code, f"{_CODE_LOADER}.py"), "w") as f:
+            f.write(_CODE_LOADER_TEXT.format(modules=list(self.files)))
+        mlflow_model.flavors[pyfunc.FLAVOR_NAME][pyfunc.MAIN] = _CODE_LOADER
+        mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
 
 
 def layer_widths(model) -> str:
