@@ -182,13 +182,13 @@ import importlib.util, sys
 import mlflow
 import numpy as np
 import aetrack
-from aetrack.models.custom import load_with_shipped_code
+from aetrack.models.loading import load_model
 assert importlib.util.find_spec("ctm_good") is None  # the user's source is not here
 x = np.load(sys.argv[1])
 out = {"functional": aetrack.load_model("models:/cf-autoencoder/1")(x, training=False).numpy(),
        "functional_scores": aetrack.load_model("models:/cf-scorer/1")(x, training=False).numpy(),
-       "sequential": load_with_shipped_code("models:/cs-autoencoder/1")(x, training=False).numpy(),
-       "sequential_codes": load_with_shipped_code("models:/cs-encoder/1")(x, training=False).numpy(),
+       "sequential": load_model("models:/cs-autoencoder/1")(x, training=False).numpy(),
+       "sequential_codes": load_model("models:/cs-encoder/1")(x, training=False).numpy(),
        # What `mlflow models serve` answers with: the pyfunc, whose loader imports the shipped code.
        "sequential_pyfunc": mlflow.pyfunc.load_model("models:/cs-autoencoder/1").predict(x)}
 np.savez(sys.argv[2], **out)

@@ -261,13 +261,6 @@ def with_shipped_code(uri: str) -> str:
     return local
 
 
-def load_with_shipped_code(uri: str) -> keras.Model:
-    """A logged model with registered custom layers, loaded in safe mode in a process without the
-    user's source (its shipped code imported first)."""
-    import mlflow.keras
-
-    return mlflow.keras.load_model(with_shipped_code(uri), load_model_kwargs={"safe_mode": True})
-
 def is_custom(architecture: str) -> bool:
     """The user's own encoder and decoder: package.module:function, or objects (`custom`)."""
     return architecture == CUSTOM_OBJECTS or is_custom_architecture(architecture)

@@ -64,7 +64,10 @@ def load_model(uri: str, option: str = "--model"):
         else:
             import mlflow.keras
 
-            model = mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
+            from aetrack.models.custom import with_shipped_code
+
+            # A custom architecture's registered layers ship in the model's code/: imported first.
+            model = mlflow.keras.load_model(with_shipped_code(uri), load_model_kwargs={"safe_mode": True})
     except KeyError:
         raise ModelError(option, uri, "cannot load it (not a Keras model: no keras flavor)", MODEL_URI_FORMS) from None
     except Exception as exc:  # noqa: BLE001 - MLflow and Keras raise many types; all mean "unusable"
