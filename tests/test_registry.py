@@ -89,11 +89,13 @@ def test_logged_models_get_a_description_saying_what_each_part_is(registered):
     run = result.run_name
     assert texts["encoder"] == f"The encoder of run {run} (dense): 28x28x1 images (784) -> code (8)."
     assert texts["decoder"] == f"The decoder of run {run} (dense): code (8) -> 28x28x1 images (784)."
-    assert texts["autoencoder"] == f"The autoencoder of run {run} (dense): 28x28x1 images (784) -> reconstructions (784)."
+    assert texts["autoencoder"] == (f"The autoencoder of run {run} (dense): 28x28x1 images (784) -> "
+                                    "reconstructions (784).")
     assert texts["scorer"] == (f"The scorer of run {run} (dense): 28x28x1 images (784) -> anomaly score (1). "
                                f"A score above {threshold:.6g} is anomalous.")
     table = SampleSpec(kind="table", shape=(30,), value_range=None)
-    assert logged_model_description("encoder", "r", 4, table, "vae") == "The encoder of run r (vae): 30-feature rows (30) -> code (4)."
+    assert (logged_model_description("encoder", "r", 4, table, "vae")
+            == "The encoder of run r (vae): 30-feature rows (30) -> code (4).")
 
 
 def test_logged_models_have_signatures_and_pinned_requirements(registered):
