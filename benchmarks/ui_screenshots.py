@@ -7,8 +7,9 @@ A manual check (look at the PNGs), not a test: CI machines need not have Chromiu
 
     python benchmarks/ui_screenshots.py --out ui-shots/ [--data PATH] [--docs docs/images]
 
-`--docs` also writes the documentation's three pictures there, palette-compressed to stay small:
-ui-runs.png (the runs table), ui-run-images.png (the image cards), ui-logged-model.png.
+`--docs` also writes the documentation's pictures there, cropped and palette-compressed to stay
+small: ui-runs.png (the runs table), ui-run-images.png (a run's image cards), ui-logged-model.png
+(a logged model's page) and ui-logged-models.png (the logged models list).
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ from harness import DEFAULT_DATA, child_env, free_port, stop_group, tracking_sto
 STARTUP_SECONDS = 120
 # (code size, epochs, learning rate, seed): what differs between a newcomer's first runs.
 RUNS = ((16, 2, 0.001, 0), (64, 3, 0.001, 0), (64, 3, 0.003, 1))
-# The documentation's pictures: {file name: the screenshot it is made from}.
-DOCS_PICTURES = {"ui-runs.png": "runs_table", "ui-run-images.png": "chart_view", "ui-logged-model.png": "logged_model"}
+# The documentation's pictures: {file name: (the screenshot it is made from, the part kept: (left,
+# top, right, bottom) pixels or None)}. The run page's third and fourth rows of cards hold the
+# image cards of a `basic` run (11 cards: metrics in name order, `latent_codes`, `reconstruction`).
+DOCS_PICTURES = {"ui-runs.png": ("runs_table", (0, 0, 1190, 420)),
+                 "ui-run-images.png": ("run_model_metrics", (200, 975, 1200, 1740)),
+                 "ui-logged-model.png": ("logged_model", (0, 0, 1190, 1000)),
+                 "ui-logged-models.png": ("logged_models", (200, 0, 1930, 660))}
+# Window sizes other than 1600x1000: the run page taller, to reach its image cards; the logged
+# models list wider, to reach its Registered models column.
+WINDOWS = {"run_model_metrics": (1600, 1800), "logged_models": (2600, 1000)}
 DOCS_MAX_BYTES = 300_000
 
 
@@ -59,6 +68,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                                   seed=seed))
             runs = mlflow.search_runs([mlflow.get_experiment_by_name("aetrack").experiment_id], output_format="list")
         experiment, run_id = runs[0].info.experiment_id, runs[0].info.run_id
+        _describe_models(experiment, runs)
         # The newest run's encoder: a logged model with a registered version.
         models = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
         model_id = next((m.model_id for m in models if m.source_run_id == run_id and m.name == "encoder"),
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         [args.browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--hide-scrollbars", "--no-first-run", f"--user-data-dir={root / 'chromium'}",
                          "--run-all-compositor-stages-before-draw", f"--virtual-time-budget={args.wait_ms}",
-                         f"--screenshot={path}", "--window-size=1600,1000", url],
+                         f"--screenshot={path}", "--window-size={},{}".format(*WINDOWS.get(name, (1600, 1000))), url],
                         check=True, capture_output=True, timeout=300,
                     )
                 except subprocess.TimeoutExpired:
@@ -108,17 +118,19 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 def write_docs_pictures(shots: Path, docs: Path) -> list[Path]:
     """Copy the docs' screenshots into `docs` as 256-colour PNGs (UI screenshots are flat colours:
-    a palette keeps text sharp at a fraction of the size), halving them if still over the limit."""
+    a palette keeps text sharp at a fraction of the size), cropped to what the page shows, and
+    shrunk by a quarter at a time while over the limit."""
     from PIL import Image
 
     docs.mkdir(parents=True, exist_ok=True)
     written = []
-    for picture, shot in DOCS_PICTURES.items():
+    for picture, (shot, box) in DOCS_PICTURES.items():
         source = shots / f"{shot}.png"
         if not source.exists():
             print(f"{picture}: no {source.name} to make it from", flush=True)
             continue
         image = Image.open(source).convert("RGB")
+        image = image.crop(box) if box else image
         target = docs / picture
         while True:
             image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
@@ -128,6 +140,27 @@ def write_docs_pictures(shots: Path, docs: Path) -> list[Path]:
         written.append(target)
         print(f"{picture}: {target} ({target.stat().st_size // 1000} KB)", flush=True)
     return written
+
+
+def _describe_models(experiment_id: str, runs: list) -> None:
+    """Give the runs' logged models their descriptions where train() has not (before the runner
+    calls `describe_logged_models` itself), so the logged model page shows one."""
+    import mlflow
+
+    from aetrack.config import TrainConfig
+    from aetrack.data import MNIST_SPEC
+    from aetrack.names import NOTE_TAG
+    from aetrack.tracking.logged_models import describe_logged_models
+
+    for run in runs:
+        models = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list",
+                                             filter_string=f"source_run_id = '{run.info.run_id}'")
+        missing = {m.name: m for m in models if NOTE_TAG not in m.tags}
+        if missing:
+            params = run.data.params
+            config = TrainConfig(code_size=int(params["code_size"]), architecture=params["architecture"])
+            describe_logged_models(missing, config, MNIST_SPEC, run.info.run_name,
+                                   run.data.metrics.get("anomaly_threshold"))
 
 
 def _wait_for(url: str, server: subprocess.Popen) -> None:
