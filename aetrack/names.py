@@ -28,7 +28,10 @@ VERSION_TAG = "aetrack.version"
 FAILURE_TAG = "aetrack.failure"  # why a run ended FAILED or KILLED
 CODES_WHITE_TAG = "aetrack.latent_codes_white"  # the code value drawn white in `latent_codes` images
 RUN_NAME_TAG = "mlflow.runName"
-NOTE_TAG = "mlflow.note.content"  # the run description shown at the top of the run page
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows on a run's page and a logged model's page
+# On a logged model: the registered versions made from it, JSON [{"name": ..., "version": ...}], as
+# `mlflow.register_model` records it; the UI's logged model page and Models list read it.
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 
 # Liveness: who trains the run now (see tracking/liveness.py).
 HEARTBEAT_TAG = "aetrack.heartbeat"

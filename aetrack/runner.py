@@ -35,6 +35,7 @@ from aetrack.tracking.background import BackgroundCalls
 from aetrack.tracking.callbacks import CheckpointWriter, Heartbeat, MetricsLogger, image_loggers
 from aetrack.tracking.plots import log_final_figures
 from aetrack.tracking.records import describe_model, record_run_inputs
+from aetrack.tracking.logged_models import describe_logged_models
 from aetrack.tracking.registry import log_models, register_run_models
 from aetrack.tracking.run import log_final_metrics, param_texts
 
@@ -120,6 +121,7 @@ def complete_run(client, run, run_name: str, config: TrainConfig, dataset: Datas
         metrics[ANOMALY_THRESHOLD] = threshold.scorer
     with phase("log models"):
         logged = log_models(model, config, dataset, parts=raw_io_parts(model, dataset.spec), threshold=threshold)
+        describe_logged_models(logged, config, dataset.spec, run_name, threshold.scorer)
         log_final_metrics(metrics, step=config.epochs, dataset=datasets.evaluation)  # after the models: linked to them
     with phase("figures"):
         log_final_figures(client, run_id, model, config, dataset, arrays.x_val, history, noise)

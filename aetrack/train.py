@@ -76,9 +76,22 @@ def train(config: TrainConfig, dataset: Dataset | None = None, *, encoder: keras
 
 
 def run_name_for(config: TrainConfig, dataset: Dataset) -> str:
-    """A readable name that tells runs apart in the MLflow UI's compare view."""
-    parts = [config.entry_point, config.architecture, dataset.name, f"c{config.code_size}", config.loss,
-             f"e{config.epochs}", f"b{config.batch_size}", f"lr{config.learning_rate:g}"]
+    """A readable name that tells runs apart in the MLflow UI, what usually differs first.
+
+    The runs table shows about the first 22 characters, so the name opens with the entry point,
+    the architecture (unless `dense`), code size, epochs and seed, then whatever else differs
+    from the defaults (learning rate, batch size, KL weight, noise, init model, left-out labels),
+    and ends with the loss and the dataset, e.g. `basic-c64-e10-s0-lr3e-3-bce-mnist`.
+    """
+    defaults = TrainConfig()
+    parts = [config.entry_point]
+    if config.architecture != "dense":  # a custom package.module:function by its function's name
+        parts.append(config.architecture.rsplit(":", 1)[-1])
+    parts += [f"c{config.code_size}", f"e{config.epochs}", f"s{config.seed}"]
+    if config.learning_rate != defaults.learning_rate:
+        parts.append(f"lr{_short_number(config.learning_rate)}")
+    if config.batch_size != defaults.batch_size:
+        parts.append(f"b{config.batch_size}")
     if config.architecture == "vae" and config.kl_weight != 1.0:
         parts.append(f"kl{config.kl_weight:g}")
     if config.denoising:
@@ -88,8 +101,17 @@ def run_name_for(config: TrainConfig, dataset: Dataset) -> str:
     excluded = config.exclude_labels or config.exclude_digits
     if excluded:
         parts.append("no" + excluded.replace(",", "").replace(" ", ""))
-    parts.append(f"s{config.seed}")
+    # The loss the run trains with: an empty one is chosen by the data (train() has resolved it).
+    parts += [config.for_data(dataset.spec.bounded).loss, dataset.name]
     return "-".join(parts)
+
+
+def _short_number(value: float) -> str:
+    """The shorter of `0.003` and `3e-3` (the plain form on a tie): names stay within what shows."""
+    plain = f"{value:g}"
+    mantissa, exponent = f"{value:e}".split("e")
+    scientific = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return scientific if len(scientific) < len(plain) else plain
 
 
 def run_tags(config: TrainConfig, dataset: Dataset, run_name: str) -> dict[str, str]:

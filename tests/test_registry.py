@@ -1,6 +1,7 @@
 """Registering, promoting and loading models against real SQLite stores, read back from the registry
 and from fresh Python processes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack.errors import Interrupted, ModelError
-from aetrack.tracking.registry import PARTS, log_models, register_models
+from aetrack.config import TrainConfig
+from aetrack.data import MNIST_SPEC, SampleSpec
+from aetrack.names import MODEL_VERSIONS_TAG, NOTE_TAG
+from aetrack.tracking.logged_models import describe_logged_models, logged_model_description
+from aetrack.tracking.registry import PARTS, link_version, log_models, logged_model_versions, register_models
 from aetrack.train import train
 from aetrack.models.loading import load_model
 from tests.helpers.errors import error_line
@@ -47,6 +52,50 @@ def test_versions_tags_and_aliases_read_back(registered):
     for part in PARTS:
         assert str(client.get_model_version_by_alias(f"aetrack-test-{part}", "candidate").version) == "2"
     assert second.metrics["test_bce"] < first.metrics["test_bce"]
+
+
+def test_logged_models_list_their_versions_as_the_ui_reads_them(registered):
+    # The UI's logged model page and Models list read the logged model's `mlflow.modelVersions`
+    # tag, a JSON list written by mlflow.register_model; without it they say "Not registered".
+    client = MlflowClient()
+    for result, version in zip(registered.results, ("1", "2")):
+        logged = _logged_models_of(client, result)
+        for part in PARTS:
+            name = f"aetrack-test-{part}"
+            assert client.get_model_version(name, version).source == logged[part].model_uri
+            model = client.get_logged_model(logged[part].model_id)
+            assert json.loads(model.tags[MODEL_VERSIONS_TAG]) == [{"name": name, "version": version}]
+            # Linking again (a tracking server records the link itself) keeps one entry.
+            link_version(client, model.model_id, name, version)
+            assert logged_model_versions(client, model.model_id) == [{"name": name, "version": version}]
+
+
+def _logged_models_of(client, result) -> dict:
+    """{part: LoggedModel} of a finished run."""
+    models = client.search_logged_models(experiment_ids=[result.experiment_id],
+                                         filter_string=f"source_run_id = '{result.run_id}'")
+    return {m.name: m for m in models}
+
+
+def test_logged_models_get_a_description_saying_what_each_part_is(registered):
+    client = MlflowClient()
+    result = registered.results[1]
+    logged = _logged_models_of(client, result)
+    assert set(logged) == set(PARTS)
+    threshold = result.metrics["anomaly_threshold"]
+    texts = describe_logged_models(logged, TrainConfig(code_size=8), MNIST_SPEC, result.run_name, threshold)
+    for part in PARTS:
+        assert client.get_logged_model(logged[part].model_id).tags[NOTE_TAG] == texts[part]
+    run = result.run_name
+    assert texts["encoder"] == f"The encoder of run {run} (dense): 28x28x1 images (784) -> code (8)."
+    assert texts["decoder"] == f"The decoder of run {run} (dense): code (8) -> 28x28x1 images (784)."
+    assert texts["autoencoder"] == (f"The autoencoder of run {run} (dense): 28x28x1 images (784) -> "
+                                    "reconstructions (784).")
+    assert texts["scorer"] == (f"The scorer of run {run} (dense): 28x28x1 images (784) -> anomaly score (1). "
+                               f"A score above {threshold:.6g} is anomalous.")
+    table = SampleSpec(kind="table", shape=(30,), value_range=None)
+    assert (logged_model_description("encoder", "r", 4, table, "vae")
+            == "The encoder of run r (vae): 30-feature rows (30) -> code (4).")
 
 
 def test_logged_models_have_signatures_and_pinned_requirements(registered):
@@ -195,6 +244,9 @@ def test_failed_registration_deletes_the_versions_it_made(tracking, tiny_config)
     names = {m.name for m in client.search_registered_models()}
     assert {"aetrack-broken-autoencoder", "aetrack-broken-encoder"} <= names
     assert client.search_model_versions("name LIKE 'aetrack-broken%'") == []
+    # Their logged models no longer list the deleted versions.
+    for part in ("autoencoder", "encoder"):
+        assert MODEL_VERSIONS_TAG not in client.get_logged_model(logged[part].model_id).tags
 
 
 @pytest.mark.slow

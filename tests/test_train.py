@@ -5,7 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aetrack import __version__
-from aetrack.train import train
+from aetrack.train import run_name_for, train
 
 
 def _history(client, run_id, key):
@@ -29,7 +29,7 @@ def test_basic_run_is_fully_tracked(basic_run, tiny_config):
     assert tags["aetrack.entry_point"] == "basic" and tags["aetrack.version"] == __version__
     assert tags["aetrack.dataset"] == "tiny" and len(tags["aetrack.dataset_sha256"]) == 64
     assert {"tensorflow.version", "keras.version", "mlflow.version"} <= set(tags)
-    assert run.info.run_name == result.run_name == "basic-dense-tiny-c16-bce-e3-b32-lr0.001-s0"
+    assert run.info.run_name == result.run_name == "basic-c16-e3-s0-b32-bce-tiny"
 
     # One point per epoch at steps 1..3, equal to what Keras reported.
     for key in ("loss", "val_loss", "epoch_seconds", "samples_per_second"):
@@ -52,6 +52,19 @@ def test_basic_run_is_fully_tracked(basic_run, tiny_config):
     assert run.data.metrics["test_mse"] == pytest.approx(float(np.mean((predicted - data.x_test) ** 2)), rel=1e-5)
     # val_loss is BCE on the same test images.
     assert run.data.metrics["test_bce"] == pytest.approx(result.history["val_loss"][-1], rel=1e-3)
+
+
+def test_run_names_show_what_differs_where_the_runs_table_cuts_them(tiny_config):
+    from aetrack.data import dataset_for
+
+    dataset = dataset_for(tiny_config())
+    base = run_name_for(tiny_config(), dataset)
+    # The runs table shows about 23 characters: epochs, seed and learning rate must be in them.
+    for change, part in ((dict(epochs=7), "-e7-"), (dict(seed=3), "-s3-"), (dict(learning_rate=0.003), "-lr3e-3")):
+        name = run_name_for(tiny_config(**change), dataset)
+        assert part in name[:23] and name[:23] != base[:23], (change, name)
+    conv = run_name_for(tiny_config(architecture="conv", learning_rate=0.01, seed=12), dataset)
+    assert conv == "basic-conv-c16-e2-s12-lr0.01-b32-bce-tiny"
 
 
 def test_another_seed_trains_differently_into_the_named_experiment(tracking, tiny_config, one_epoch_store):

@@ -11,7 +11,7 @@ callers without them.
 from __future__ import annotations
 
 from aetrack.data import MNIST_SPEC, SampleSpec
-from aetrack.names import (ANOMALY_KEY, ANOMALY_THRESHOLD, DATA_KIND, PART_METADATA, PARTS, SAMPLE_SHAPE,
+from aetrack.names import (ANOMALY_KEY, ANOMALY_THRESHOLD, DATA_KIND, NOTE_TAG, PART_METADATA, PARTS, SAMPLE_SHAPE,
                            SAMPLE_SPEC_KEY, SCORER)
 
 
@@ -118,6 +118,36 @@ class WithCode:
             f.write(_CODE_LOADER_TEXT.format(modules=list(self.files)))
         mlflow_model.flavors[pyfunc.FLAVOR_NAME][pyfunc.MAIN] = _CODE_LOADER
         mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+
+
+def describe_logged_models(logged: dict, config, spec: SampleSpec, run_name: str,
+                           scorer_threshold: float | None = None) -> dict[str, str]:
+    """Give each logged part ({part: ModelInfo}, as `log_models` returns) its description, the
+    `mlflow.note.content` tag the MLflow UI shows on a logged model's page; {part: description}."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    texts = {part: logged_model_description(part, run_name, config.code_size, spec, config.architecture,
+                                            scorer_threshold)
+             for part in logged}
+    for part, info in logged.items():
+        client.set_logged_model_tags(info.model_id, {NOTE_TAG: texts[part]})
+    return texts
+
+
+def logged_model_description(part: str, run_name: str, code_size: int, spec: SampleSpec = MNIST_SPEC,
+                             architecture: str = "dense", threshold: float | None = None) -> str:
+    """What a logged part is, in one line: `The encoder of run X (dense): 28x28x1 images (784) ->
+    code (64).` Sizes are the flat signature's widths; the scorer's line adds its threshold."""
+    samples = f"{spec.shape_text()} images" if spec.is_image else f"{spec.size}-feature rows"
+    flat = f"{samples} ({spec.size})"
+    code = f"code ({code_size})"
+    what = {"autoencoder": f"{flat} -> reconstructions ({spec.size})", "encoder": f"{flat} -> {code}",
+            "decoder": f"{code} -> {samples} ({spec.size})", SCORER: f"{flat} -> anomaly score (1)"}[part]
+    line = f"The {part} of run {run_name} ({architecture}): {what}."
+    if part == SCORER and threshold is not None:
+        line += f" A score above {threshold:.6g} is anomalous."
+    return line
 
 
 def layer_widths(model) -> str:

@@ -1,7 +1,9 @@
 """Registering a run's logged models: each part a new version of `<prefix>-autoencoder`,
 `<prefix>-encoder`, `<prefix>-decoder` and `<prefix>-scorer`, tagged with where it came from (and
 its test metrics, `anomaly_threshold` among them: the scorer's threshold) and aliased `candidate`;
-retried while SQLite is locked, and rolled back if registering fails part-way.
+retried while SQLite is locked, and rolled back if registering fails part-way. Each logged model
+records its versions as `mlflow.register_model` does (the `mlflow.modelVersions` tag), so its page
+in the MLflow UI lists them instead of "Not registered".
 
 Logging the parts is `aetrack.tracking.logged_models`, moving `champion` is
 `aetrack.tracking.promotion`; their names are importable from here too. MLflow is imported inside
@@ -15,13 +17,14 @@ import time
 from typing import Callable, TypeVar
 
 from aetrack.data import MNIST_SPEC, SampleSpec
-from aetrack.names import CANDIDATE, DATA_KIND, PARTS, SAMPLE_SHAPE, compared_metric
+from aetrack.names import CANDIDATE, DATA_KIND, MODEL_VERSIONS_TAG, PARTS, SAMPLE_SHAPE, compared_metric
 # Importable from here as before: train, the sweep, tests and benchmarks use these names.
 from aetrack.tracking.logged_models import layer_widths, log_models, pip_requirements, signature_for
 from aetrack.tracking.promotion import Promotion, promote
 
-__all__ = ["PARTS", "Promotion", "layer_widths", "log_models", "pip_requirements", "promote", "register_models",
-           "register_run_models", "signature_for", "version_description", "version_tags"]
+__all__ = ["PARTS", "Promotion", "layer_widths", "link_version", "log_models", "logged_model_versions",
+           "pip_requirements", "promote", "register_models", "register_run_models", "signature_for",
+           "unlink_version", "version_description", "version_tags"]
 
 T = TypeVar("T")
 
@@ -72,11 +75,12 @@ def version_description(run_name: str, dataset, metrics: dict[str, float]) -> st
 
 def register_models(logged: dict, prefix: str, run_id: str, tags: dict[str, str],
                     description: str | None = None) -> dict[str, str]:
-    """Create one new version per logged part under `<prefix>-<part>`, tag it and alias it."""
+    """Create one new version per logged part under `<prefix>-<part>`, tag it, link it to its
+    logged model (`link_version`) and alias it."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    created: list[tuple[str, str]] = []
+    created: list[tuple[str, str, str]] = []  # (registered name, version, logged model id)
     try:
         for part, info in logged.items():
             name = f"{prefix}-{part}"
@@ -87,13 +91,55 @@ def register_models(logged: dict, prefix: str, run_id: str, tags: dict[str, str]
                     tags={**tags, "part": part}, description=description,
                 )
             ).version
-            created.append((name, str(version)))
-        for name, version in created:
+            created.append((name, str(version), info.model_id))
+            link_version(client, info.model_id, name, str(version))
+        for name, version, _ in created:
             _retry_locked(lambda: client.set_registered_model_alias(name, CANDIDATE, version))
     except BaseException:
         _delete_versions(client, created)
         raise
-    return dict(created)
+    return {name: version for name, version, _ in created}
+
+
+def logged_model_versions(client, model_id: str) -> list[dict[str, str]]:
+    """The registered versions a logged model records, [{"name": ..., "version": ...}] in the order
+    they were made: what the MLflow UI's logged model page lists."""
+    import json
+
+    text = client.get_logged_model(model_id).tags.get(MODEL_VERSIONS_TAG)
+    return json.loads(text) if text else []
+
+
+def link_version(client, model_id: str | None, name: str, version: str) -> None:
+    """Record version `version` of `name` on logged model `model_id`, as `mlflow.register_model`
+    does (the UI reads this tag, not the registry). `create_model_version(model_id=...)` records it
+    only through a tracking server, not on a local store: appended once, so both cases agree."""
+    if not model_id:
+        return
+    entry = {"name": name, "version": str(version)}
+    versions = logged_model_versions(client, model_id)
+    if entry not in versions:
+        _set_versions(client, model_id, [*versions, entry])
+
+
+def unlink_version(client, model_id: str | None, name: str, version: str) -> None:
+    """Remove version `version` of `name` from logged model `model_id`'s registered versions
+    (the version was deleted); the tag goes when none is left."""
+    if not model_id:
+        return
+    versions = logged_model_versions(client, model_id)
+    kept = [v for v in versions if v != {"name": name, "version": str(version)}]
+    if kept != versions:
+        if kept:
+            _set_versions(client, model_id, kept)
+        else:
+            _retry_locked(lambda: client.delete_logged_model_tag(model_id, MODEL_VERSIONS_TAG))
+
+
+def _set_versions(client, model_id: str, versions: list[dict[str, str]]) -> None:
+    import json
+
+    _retry_locked(lambda: client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(versions)}))
 
 
 def _ensure_registered_model(client, name: str) -> None:
@@ -109,10 +155,11 @@ def _ensure_registered_model(client, name: str) -> None:
             raise
 
 
-def _delete_versions(client, created: list[tuple[str, str]]) -> None:
-    for name, version in reversed(created):
+def _delete_versions(client, created: list[tuple[str, str, str]]) -> None:
+    for name, version, model_id in reversed(created):
         try:
             _retry_locked(lambda: client.delete_model_version(name, version))
+            unlink_version(client, model_id, name, version)
         except Exception as exc:  # noqa: BLE001 - keep cleaning up, then re-raise the original
             print(f"aetrack: could not delete {name} version {version}: {exc}", file=sys.stderr)
 
