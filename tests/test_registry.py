@@ -83,9 +83,9 @@ def test_logged_models_get_a_description_saying_what_each_part_is(registered):
     logged = _logged_models_of(client, result)
     assert set(logged) == set(PARTS)
     threshold = result.metrics["anomaly_threshold"]
-    texts = describe_logged_models(logged, TrainConfig(code_size=8), MNIST_SPEC, result.run_name, threshold)
-    for part in PARTS:
-        assert client.get_logged_model(logged[part].model_id).tags[NOTE_TAG] == texts[part]
+    # train() described them; describe_logged_models writes the same texts again.
+    texts = {part: client.get_logged_model(logged[part].model_id).tags[NOTE_TAG] for part in PARTS}
+    assert describe_logged_models(logged, TrainConfig(code_size=8), MNIST_SPEC, result.run_name, threshold) == texts
     run = result.run_name
     assert texts["encoder"] == f"The encoder of run {run} (dense): 28x28x1 images (784) -> code (8)."
     assert texts["decoder"] == f"The decoder of run {run} (dense): code (8) -> 28x28x1 images (784)."
