@@ -53,3 +53,17 @@ autodoc_typehints = "description"
 html_theme = "furo"
 html_title = f"aetrack {release}"
 html_static_path = []
+
+
+def _literal_stars(app, ctx, lines: list[str]) -> None:
+    """Escape `*` in click help text: it is plain text there (`(N, *shape)`, `F * N(0, 1)`), but
+    sphinx-click hands it to reStructuredText, which reads a lone `*` as unclosed emphasis."""
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith(".. "):
+            lines[i] = line.replace("*", r"\*")
+
+
+def setup(app):
+    for event in ("sphinx-click-process-description", "sphinx-click-process-options",
+                  "sphinx-click-process-arguments", "sphinx-click-process-epilog"):
+        app.connect(event, _literal_stars)
