@@ -63,7 +63,28 @@ def _literal_stars(app, ctx, lines: list[str]) -> None:
             lines[i] = line.replace("*", r"\*")
 
 
+def _config_fields(app, what, name, obj, options, lines: list[str]) -> None:
+    """TrainConfig's fields carry their help and rule in dataclass metadata (the CLI and MLproject
+    are generated from it), not in docstrings: list the same text under the class on the API page."""
+    if what != "class" or name != "aetrack.TrainConfig":
+        return
+    import dataclasses
+
+    def plain(text: str) -> str:  # reStructuredText reads * and ` as markup
+        return text.replace("\\", "\\\\").replace("*", r"\*").replace("`", r"\`")
+
+    lines.extend(["", "Fields (each one a training parameter; the CLI's ``--name`` and MLproject's ``-P name``):", ""])
+    for found in dataclasses.fields(obj):
+        head = f"- ``{found.name}`` (``{found.type}``, default ``{found.default!r}``)"
+        help_text = found.metadata.get("help", "")
+        rule = found.metadata.get("rule")
+        allowed = f" Allowed: {rule.allowed}." if rule else ""
+        lines.append(f"{head}: {plain(help_text)}{plain(allowed)}" if help_text or allowed else head)
+    lines.append("")
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _config_fields)
     for event in ("sphinx-click-process-description", "sphinx-click-process-options",
                   "sphinx-click-process-arguments", "sphinx-click-process-epilog"):
         app.connect(event, _literal_stars)
