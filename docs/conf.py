@@ -73,7 +73,8 @@ def _config_fields(app, what, name, obj, options, lines: list[str]) -> None:
     def plain(text: str) -> str:  # reStructuredText reads * and ` as markup
         return text.replace("\\", "\\\\").replace("*", r"\*").replace("`", r"\`")
 
-    lines.extend(["", "Fields (each one a training parameter; the CLI's ``--name`` and MLproject's ``-P name``):", ""])
+    lines.extend(["", "Fields: the training parameters (``--name`` in the CLI, ``-P name`` in MLproject), "
+                  "then the entry point and the experiment:", ""])
     for found in dataclasses.fields(obj):
         head = f"- ``{found.name}`` (``{found.type}``, default ``{found.default!r}``)"
         help_text = found.metadata.get("help", "")
