@@ -49,6 +49,9 @@ nb_output_stderr = "remove"
 # autodoc: the public API as its docstrings say; TrainConfig's fields in source order.
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# Signatures and docstrings are all the API page needs: importing TensorFlow, Keras and MLflow for
+# real would add seconds to every build (the notebook's kernel imports them for real).
+autodoc_mock_imports = ["tensorflow", "keras", "mlflow"]
 
 html_theme = "furo"
 html_title = f"aetrack {release}"
