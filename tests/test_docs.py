@@ -1,8 +1,10 @@
 """The documentation site: `sphinx-build -W` of docs/ as `make docs` runs it, with the tutorial
-notebook executed in the build; and a broken internal link failing the build, naming the link."""
+notebook executed in the build; a broken internal link failing the build, naming the link; and the
+docs requirements pinned where the `docs` extra allows."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -10,10 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.helpers.processes import REPO, subprocess_env
-
-pytestmark = pytest.mark.slow  # each one runs sphinx-build in a child process
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -31,6 +32,7 @@ def _warnings(out: subprocess.CompletedProcess) -> list[str]:
     return [line for line in (out.stdout + out.stderr).splitlines() if "WARNING:" in line and "absl" not in line]
 
 
+@pytest.mark.slow  # sphinx-build in a child process, the notebook's two runs in its kernel
 def test_site_builds_with_the_tutorial_executed_and_the_cli_reference(tmp_path):
     before = sorted(p.name for p in (REPO / "docs").iterdir())
     out = _sphinx_build(REPO / "docs", tmp_path / "html")
@@ -62,6 +64,7 @@ def test_site_builds_with_the_tutorial_executed_and_the_cli_reference(tmp_path):
     assert sorted(p.name for p in (REPO / "docs").iterdir()) == before
 
 
+@pytest.mark.slow  # sphinx-build in a child process
 def test_a_broken_internal_link_fails_the_build_naming_it(tmp_path):
     # A copy of the site (and the notebook its tutorial links to), one page's link broken.
     shutil.copytree(REPO / "docs", tmp_path / "docs", symlinks=True, ignore=shutil.ignore_patterns("_build"))
@@ -76,3 +79,20 @@ def test_a_broken_internal_link_fails_the_build_naming_it(tmp_path):
     warnings = _warnings(out)
     assert len(warnings) == 1 and "resume.md" in warnings[0], warnings
     assert "'troubleshooting'" in warnings[0] and "'no-such-heading'" in warnings[0]
+
+
+def test_docs_requirements_pin_what_the_docs_extra_allows():
+    pins = [Requirement(line) for line in (REPO / "requirements-docs.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    # pyproject's `docs = [...]` line (tomllib would need Python 3.11; the project supports 3.10).
+    (line,) = re.findall(r"^docs = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M)
+    extra = {Requirement(r).name: Requirement(r) for r in re.findall(r'"([^"]+)"', line)}
+    assert sorted(p.name for p in pins) == sorted(extra) == ["furo", "myst-nb", "myst-parser", "sphinx", "sphinx-click"]
+    for pin in pins:
+        (version,) = [s.version for s in pin.specifier if s.operator == "=="]
+        assert extra[pin.name].specifier.contains(version), (pin, extra[pin.name])
+        assert importlib.metadata.version(pin.name) == version, pin  # what make setup installed
+    # make setup installs them (and reinstalls when the file changes).
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^\$\(VENV\)/\.installed:.*requirements-docs\.txt", makefile, re.M)
+    assert "-r requirements-docs.txt" in makefile
