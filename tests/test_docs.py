@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ def _warnings(out: subprocess.CompletedProcess) -> list[str]:
 @pytest.mark.slow  # sphinx-build in a child process, the notebook's two runs in its kernel
 def test_site_builds_with_the_tutorial_executed_and_the_cli_reference(tmp_path):
     before = sorted(p.name for p in (REPO / "docs").iterdir())
+    stores_before = set(Path(tempfile.gettempdir()).glob("aetrack-tutorial-*"))
     out = _sphinx_build(REPO / "docs", tmp_path / "html")
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     assert _warnings(out) == []
@@ -60,8 +62,10 @@ def test_site_builds_with_the_tutorial_executed_and_the_cli_reference(tmp_path):
     api = (tmp_path / "html" / "api.html").read_text()
     assert 'id="aetrack.train.train"' in api and 'id="aetrack.TrainConfig"' in api and 'id="aetrack.load_model"' in api
 
-    # The notebook's runs went to its own temporary store: nothing new in docs/ (no mlruns/, mlflow.db).
+    # The notebook's runs went to its own temporary store: nothing new in docs/ (no mlruns/, mlflow.db),
+    # and the store itself is gone.
     assert sorted(p.name for p in (REPO / "docs").iterdir()) == before
+    assert set(Path(tempfile.gettempdir()).glob("aetrack-tutorial-*")) == stores_before  # its last cell removed it
 
 
 @pytest.mark.slow  # sphinx-build in a child process
