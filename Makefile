@@ -13,14 +13,14 @@ PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 # mlflow run starts `python -m aetrack ...`: put the venv first on PATH so that python is ours.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run denoise test test-fast ui mlproject team-stack
+.PHONY: setup run denoise test test-fast ui mlproject team-stack docs
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-server.txt requirements-export.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-server.txt requirements-export.txt requirements-docs.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-server.txt -r requirements-export.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-server.txt -r requirements-export.txt -r requirements-docs.txt -e .
 	touch $@
 
 # AETRACK_MAKE_TARGET: errors that suggest another dataset (MNIST cannot be downloaded) say it
@@ -39,6 +39,11 @@ test: setup
 # Everything but the tests marked slow (mlflow run, servers, signals, training in child processes).
 test-fast: setup
 	$(PYTEST) -m "not slow"
+
+# The documentation site in docs/_build/html; the tutorial notebook is executed during the build,
+# and any warning (a broken link, a failing cell) fails it.
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 ui: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000
