@@ -2,7 +2,7 @@
 `import` and `from ... import`, at module level or inside a function, counts.
 
 Data flows downward: cli -> commands -> runner -> tracking -> models -> base. `LAYERS` and
-`ALLOWED` are data so they are easy to keep in step with the layout in README; a new module needs
+`ALLOWED` are data so they are easy to keep in step with the layout in docs/development.md; a new module needs
 a layer in `LAYERS` before this passes.
 """
 
