@@ -1,4 +1,4 @@
-"""`aetrack export`: SavedModel and TFLite (float32, float16, int8) exports of real tiny models,
+"""`aetrack export`: SavedModel, ONNX and TFLite (float32, float16, int8) exports of real tiny dense and conv models,
 loaded back with their own runtimes and compared with Keras; --log-to-run read back from the
 store; bad arguments refused in one line before anything is written."""
 
@@ -19,17 +19,20 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def keras_files(tmp_path_factory):
-    """A dense autoencoder (code size 8) and its encoder as .keras files, and seeded MNIST-shaped rows."""
+    """A dense and a conv autoencoder (code size 8) and their encoders as .keras files, and seeded
+    MNIST-shaped rows."""
     from aetrack.models import autoencoder_of, build_autoencoder, encoder_of
 
     import keras
 
-    keras.utils.set_random_seed(0)
-    model = build_autoencoder("dense", 8)
     folder = tmp_path_factory.mktemp("export-models")
-    paths = {"autoencoder": folder / "autoencoder.keras", "encoder": folder / "encoder.keras"}
-    autoencoder_of(model).save(paths["autoencoder"])
-    encoder_of(model).save(paths["encoder"])
+    paths = {}
+    for architecture in ("dense", "conv"):
+        keras.utils.set_random_seed(0)
+        model = build_autoencoder(architecture, 8)
+        for part, of in (("autoencoder", autoencoder_of), ("encoder", encoder_of)):
+            paths[f"{architecture} {part}"] = folder / f"{architecture}-{part}.keras"
+            of(model).save(paths[f"{architecture} {part}"])
     rows = np.random.default_rng(1).random((40, 784), dtype=np.float32)
     return paths, rows
 
@@ -54,14 +57,14 @@ def _tflite_outputs(path, rows) -> np.ndarray:
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).reshape(len(rows), -1)
 
 
-@pytest.mark.parametrize("part", ["autoencoder", "encoder"])
+@pytest.mark.parametrize("part", ["dense autoencoder", "dense encoder", "conv autoencoder", "conv encoder"])
 @pytest.mark.parametrize("fmt, quantize, tolerance", [("savedmodel", None, 1e-4), ("tflite", None, 1e-4),
                                                       ("tflite", "float16", 1e-2), ("onnx", None, 1e-4)])
 def test_exports_match_keras(keras_files, tmp_path, part, fmt, quantize, tolerance):
     from aetrack.use.export import export_model
 
     paths, rows = keras_files
-    output = tmp_path / f"{part}.{fmt}"
+    output = tmp_path / f"{part.replace(' ', '-')}.{fmt}"
     result = export_model(str(paths[part]), fmt, str(output), quantize)
     assert result.max_abs_diff <= tolerance and result.samples == 256
     assert result.source == "seeded random inputs in the model's value range"
@@ -82,7 +85,7 @@ def test_exports_match_keras(keras_files, tmp_path, part, fmt, quantize, toleran
         assert result.bytes == os.path.getsize(output)
     assert np.max(np.abs(got - _keras_outputs(paths[part], rows))) <= tolerance
     assert sorted(os.listdir(tmp_path)) == [output.name]  # no temporary folder left behind
-    assert (result.metric is not None) == (part == "autoencoder")
+    assert (result.metric is not None) == part.endswith("autoencoder")
     if quantize:  # half-size weights, and nearly the same reconstruction error
         assert result.bytes < 0.6 * os.path.getsize(paths[part])
     if result.metric:
@@ -145,7 +148,7 @@ def test_a_failed_check_writes_nothing(keras_files, tmp_path, monkeypatch):
     paths, _ = keras_files
     monkeypatch.setitem(export.TOLERANCE, "float16", 1e-9)  # float16 weights cannot meet this
     with pytest.raises(RunError, match="differs from the Keras model by up to .* nothing was written"):
-        export.export_model(str(paths["autoencoder"]), "tflite", str(tmp_path / "a.tflite"), "float16")
+        export.export_model(str(paths["dense autoencoder"]), "tflite", str(tmp_path / "a.tflite"), "float16")
     assert os.listdir(tmp_path) == []
 
 
@@ -162,7 +165,7 @@ def test_a_failed_check_writes_nothing(keras_files, tmp_path, monkeypatch):
 def test_bad_arguments(keras_files, tmp_path, options, words):
     paths, _ = keras_files
     (tmp_path / "EXISTS").write_bytes(b"")
-    given = {"--model": str(paths["autoencoder"]), "--format": "tflite", "--output": "new.tflite", **options}
+    given = {"--model": str(paths["dense autoencoder"]), "--format": "tflite", "--output": "new.tflite", **options}
     argv = [item for key, value in given.items() for item in (key, value) if item is not None]
     out = aetrack_in_process("export", *argv, cwd=tmp_path)
     assert words in error_line(out, 2)
