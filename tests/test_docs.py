@@ -52,7 +52,7 @@ def test_site_builds_with_the_tutorial_executed_and_the_cli_reference(tmp_path):
         data = (tmp_path / "html" / src).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000, src
     # ... and its printed results: both runs, and the encoder read back from the registry.
-    assert "basic-dense-" in tutorial and "denoise-dense-" in tutorial
+    assert "basic-c64-e2-" in tutorial and "denoise-c64-e2-" in tutorial  # the search_runs table
     assert "the registered encoder gives the same codes: True" in tutorial
 
     # The CLI page lists `aetrack train basic`'s options, generated from click.
