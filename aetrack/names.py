@@ -13,6 +13,14 @@ import re
 # --- run tags ----------------------------------------------------------------------------------
 ENTRY_POINT_TAG = "aetrack.entry_point"
 ARCHITECTURE_TAG = "aetrack.architecture"
+# A custom architecture's run: the callable that built the models, its source file and that file's
+# SHA-256 (resume refuses a changed source).
+CALLABLE_TAG = "aetrack.custom_callable"
+SOURCE_TAG = "aetrack.custom_source"
+SOURCE_SHA256_TAG = "aetrack.custom_source_sha256"
+# MLmodel metadata: the modules shipped in a logged model's code/ folder that define its registered
+# custom layers; importing them registers the classes, so the .keras file loads without the source.
+CODE_METADATA = "aetrack.custom_code"
 DATASET_TAG = "aetrack.dataset"
 DATASET_SHA256_TAG = "aetrack.dataset_sha256"
 TRAIN_IMAGES_TAG = "aetrack.train_images"

@@ -18,8 +18,8 @@ from aetrack.config import CUSTOM_OBJECTS, PARAMS_ADDED_LATER, TrainConfig, is_c
 from aetrack.data import dataset_for
 from aetrack.devices import distribution_scope, for_strategy
 from aetrack.errors import ConfigError, ResumeError
-from aetrack.models.custom import SOURCE_SHA256_TAG, file_sha256, source_file
-from aetrack.names import DATASET_SHA256_TAG, ENTRY_POINT_TAG, RUN_NAME_TAG, SAMPLE_SHAPE_TAG
+from aetrack.models.custom import file_sha256, source_file
+from aetrack.names import DATASET_SHA256_TAG, ENTRY_POINT_TAG, RUN_NAME_TAG, SAMPLE_SHAPE_TAG, SOURCE_SHA256_TAG
 from aetrack.runner import PhaseTimer, StartPoint, TrainResult, build_model, complete_run, summary
 from aetrack.tracking.checkpoints import Checkpoint, read_checkpoint, restore
 from aetrack.tracking.liveness import DEFAULT_STALE_TIMEOUT_S, claim

@@ -30,14 +30,8 @@ from aetrack.config import ARCHITECTURE_TEXT, CUSTOM_OBJECTS, is_custom_architec
 from aetrack.data.spec import SampleSpec
 from aetrack.errors import ArgumentError, ConfigError, ModelError, first_line, one_line
 from aetrack.models.spec_checks import input_name
+from aetrack.names import CALLABLE_TAG, CODE_METADATA, SOURCE_SHA256_TAG, SOURCE_TAG
 
-# Run tags: which callable built the models and the SHA-256 of its source file (resume checks it).
-CALLABLE_TAG = "aetrack.custom_callable"
-SOURCE_TAG = "aetrack.custom_source"
-SOURCE_SHA256_TAG = "aetrack.custom_source_sha256"
-# MLmodel metadata: the modules shipped in the model's code/ folder that define its registered
-# custom layers; importing them registers the classes, so the .keras file loads without the source.
-CODE_METADATA = "aetrack.custom_code"
 LAMBDA_REMEDY = ("a custom layer class decorated with @keras.saving.register_keras_serializable() in place of the "
                  "Lambda (Keras safe mode refuses Lambda layers: loading one runs arbitrary code)")
 

@@ -11,8 +11,8 @@ callers without them.
 from __future__ import annotations
 
 from aetrack.data import MNIST_SPEC, SampleSpec
-from aetrack.names import (ANOMALY_KEY, ANOMALY_THRESHOLD, DATA_KIND, NOTE_TAG, PART_METADATA, PARTS, SAMPLE_SHAPE,
-                           SAMPLE_SPEC_KEY, SCORER)
+from aetrack.names import (ANOMALY_KEY, ANOMALY_THRESHOLD, CODE_METADATA, DATA_KIND, NOTE_TAG, PART_METADATA, PARTS,
+                           SAMPLE_SHAPE, SAMPLE_SPEC_KEY, SCORER)
 
 
 def log_models(model, config, dataset, parts: dict | None = None,
@@ -35,7 +35,7 @@ def log_models(model, config, dataset, parts: dict | None = None,
     from mlflow.models import Model
 
     from aetrack.models import autoencoder_of, decoder_of, encoder_of
-    from aetrack.models.custom import CODE_METADATA, shipped_code
+    from aetrack.models.custom import shipped_code
     from aetrack.models.scorer import build_scorer
     from aetrack.tracking import keras_flavor
     from aetrack.tracking.records import DIGEST_LENGTH
