@@ -149,6 +149,7 @@ def _killed_run(client, config, monkeypatch, after: int = 2) -> str:
     return _only_run(client)
 
 
+@pytest.mark.slow  # two trainings in-process: the longest of the quick tests
 def test_resumed_run_matches_the_run_never_stopped(tracking, tiny_config, monkeypatch):
     """Stopped after epoch 3 with checkpoints every 2 epochs: resumed from epoch 2, epoch 3 is
     trained again but not logged again, and every loss equals the uninterrupted run's."""
@@ -181,6 +182,7 @@ def test_resumed_run_matches_the_run_never_stopped(tracking, tiny_config, monkey
     assert len(client.search_model_versions()) == versions_before + len(PARTS) and len(new) == len(PARTS)
 
 
+@pytest.mark.slow  # two trainings in-process: the longest of the quick tests
 def test_a_mirrored_run_resumes_mirrored(tracking, tiny_config, monkeypatch):
     """Resume builds and restores the model under the run's own strategy. (In this process TensorFlow
     has one CPU device, so MirroredStrategy has one replica; test_devices.py splits the CPU in a child.)"""
