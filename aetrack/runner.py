@@ -232,7 +232,7 @@ def fit(model: keras.Model, arrays: TrainingArrays, config: TrainConfig, client,
                                     spec=spec),
                      CheckpointWriter(client, run_id, calls, config.checkpoint_every, config.epochs,
                                       param_texts(config.params())),
-                     Heartbeat(client, run_id),
+                     Heartbeat(client, run_id, calls),
                      *extra_callbacks]
         try:
             fitted = model.fit(

@@ -287,8 +287,13 @@ def test_stale_runs_are_listed_and_marked_failed(tracking):
     experiment_id = client.create_experiment("aetrack")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    # Not reaped yet: a zombie keeps its pid (a killed run's process whose parent died too, where
+    # nothing reaps orphans) and answers signal 0, but trains nothing.
+    zombie = subprocess.Popen(["true"])
+    wait_for(lambda: _proc_state(zombie.pid) == "Z", 30, "the child to exit unreaped", poll=0.05)
     cases = {
         "dead-pid-here": {HOST_TAG: socket.gethostname(), PID_TAG: str(dead.pid), HEARTBEAT_TAG: _ago(5)},
+        "zombie-here": {HOST_TAG: socket.gethostname(), PID_TAG: str(zombie.pid), HEARTBEAT_TAG: _ago(5)},
         "old-heartbeat-elsewhere": {HOST_TAG: "elsewhere", PID_TAG: "1", HEARTBEAT_TAG: _ago(3600)},
         "fresh-heartbeat-elsewhere": {HOST_TAG: "elsewhere", PID_TAG: "1", HEARTBEAT_TAG: _ago(5)},
     }
@@ -296,15 +301,25 @@ def test_stale_runs_are_listed_and_marked_failed(tracking):
     for name, tags in cases.items():
         ids[name] = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     table = list_runs("aetrack", True, 600.0, False)
+    zombie.wait()
     assert ids["dead-pid-here"] in table and ids["old-heartbeat-elsewhere"] in table
+    assert ids["zombie-here"] in table
     assert ids["fresh-heartbeat-elsewhere"] not in table
     assert ids["fresh-heartbeat-elsewhere"] in list_runs("aetrack", True, 1.0, False)  # a shorter timeout
     list_runs("aetrack", True, 600.0, True)
     statuses = {name: client.get_run(i).info.status for name, i in ids.items()}
-    assert statuses == {"dead-pid-here": "FAILED", "old-heartbeat-elsewhere": "FAILED",
+    assert statuses == {"dead-pid-here": "FAILED", "zombie-here": "FAILED", "old-heartbeat-elsewhere": "FAILED",
                         "fresh-heartbeat-elsewhere": "RUNNING"}
     assert client.get_run(ids["dead-pid-here"]).data.tags["aetrack.failure"].startswith("stale: ")
     assert "(no stale runs)" in list_runs("aetrack", True, 600.0, False)
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def _ago(seconds: float) -> str:
@@ -389,6 +404,9 @@ def test_mlflow_run_resume_run_id(tmp_path, tiny_npz, uninterrupted_losses, monk
     steps = [m.step for m in client.get_metric_history(run_id, "loss")]
     assert run.info.status == "RUNNING" and steps and max(steps) < 5, (run.info.status, steps)
     assert client.search_model_versions() == []
+    # SIGKILL is sent, not yet done: a process holding a trained model takes a moment to exit.
+    trainer = run.data.tags["aetrack.pid"]
+    wait_for(lambda: _proc_state(trainer) in (None, "Z"), 60, "the killed trainer to exit", poll=0.1)
     stale = run_aetrack("runs", "--stale", uri=uri, cwd=tmp_path)  # left RUNNING by a dead process
     assert stale.returncode == 0 and run_id in stale.stdout, stale.stderr[-2000:]
 

@@ -199,15 +199,19 @@ def image_loggers(client: MlflowClient, run_id: str, calls: BackgroundCalls, con
 
 
 class Heartbeat(keras.callbacks.Callback):
-    """Tags the run `aetrack.heartbeat` (UTC) after every epoch: `aetrack runs --stale` reads it."""
+    """Tags the run `aetrack.heartbeat` (UTC) after every epoch: `aetrack runs --stale` reads it.
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    Queued behind the epoch's other calls: two threads writing one SQLite store at once can
+    deadlock, and SQLite then fails one of them at once instead of waiting."""
+
+    def __init__(self, client: MlflowClient, run_id: str, calls: BackgroundCalls):
         super().__init__()
         self.client = client
         self.run_id = run_id
+        self.calls = calls
 
     def on_epoch_end(self, epoch, logs=None):
-        heartbeat(self.client, self.run_id)
+        self.calls.submit(heartbeat, self.client, self.run_id)
 
 
 class CheckpointWriter(keras.callbacks.Callback):

@@ -32,13 +32,19 @@ def owner_tags() -> dict[str, str]:
             HEARTBEAT_TAG: now_utc()}
 
 
-def start_ticks(pid: int | str) -> str | None:
-    """When process `pid` started (field 22 of /proc/<pid>/stat), or None where that cannot be read."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def start_ticks(pid: int | str) -> str | None:
+    """When process `pid` started (field 22 of /proc/<pid>/stat), or None where that cannot be read."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def heartbeat(client, run_id: str) -> None:
@@ -66,8 +72,13 @@ def process_alive(host: str | None, pid: str | None, started: str | None = None)
         return False
     except PermissionError:
         pass
+    fields = _stat_fields(pid)
+    # A killed process whose parent died too stays a zombie until something reaps it, and a
+    # container's first process may never do that: it answers signals but trains nothing.
+    if fields and fields[0] in ("Z", "X"):
+        return False
     if started:
-        now = start_ticks(pid)
+        now = fields[19] if fields and len(fields) > 19 else None
         return now is None or now == started
     return True
 
