@@ -6,7 +6,7 @@ import pytest
 
 from aetrack.data import check_dataset_spec, load_dataset
 from aetrack.errors import DataError
-from tests.helpers.data import REQUIRE_SHARED_DATA, shared_mnist, synthetic_digits, write_npz
+from tests.helpers.data import REQUIRE_SHARED_DATA, offline, shared_mnist, synthetic_digits, write_npz
 
 
 def test_loads_keras_layout_and_flattens(tiny_npz):
@@ -95,16 +95,7 @@ def test_more_samples_than_exist(tiny_npz):
 
 
 def test_offline_download_error_is_one_clear_line(monkeypatch, tmp_path):
-    # Keras downloads to $KERAS_HOME; point it at an empty dir and make the network fail at once.
-    import urllib.request
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    offline(monkeypatch, tmp_path)
     with pytest.raises(DataError) as info:
         load_dataset("mnist", 10, 10)
     text = str(info.value)

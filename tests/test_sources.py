@@ -15,7 +15,7 @@ from aetrack.config import ConfigError, TrainConfig
 from aetrack.data import check_dataset_spec, dataset_for, load_dataset
 from aetrack.data.named import MAKE_TARGET_ENV
 from aetrack.errors import DataError
-from tests.helpers.data import pixels, table_frame, write_image_folder, write_npz, write_table
+from tests.helpers.data import offline, pixels, table_frame, write_image_folder, write_npz, write_table
 
 
 def test_rgb_folder_with_class_subfolders_and_splits(tmp_path):
@@ -136,8 +136,6 @@ def test_digits_come_with_scikit_learn():
 def test_offline_error_under_make_says_what_works_in_makes_terms(monkeypatch, tmp_path, target, entry_point):
     """`make run` without network: the one line names `make run DATASET=digits`, and the Makefile
     really turns that into the entry point's `-P dataset=digits` (its recipe, read by `make -n`)."""
-    import urllib.request
-
     # make -n prints the recipe without running it; the outer make's flags (under `make test`) stay out.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     recipe = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, "DATASET=digits"], env=env,
@@ -146,14 +144,7 @@ def test_offline_error_under_make_says_what_works_in_makes_terms(monkeypatch, tm
     assert words[0] == f"{MAKE_TARGET_ENV}={target}" and words[1].endswith("/mlflow") and words[2] == "run"
     assert words[words.index("-e") + 1] == entry_point and "dataset=digits" in words
     monkeypatch.setenv(MAKE_TARGET_ENV, target)
-    # Keras downloads to $KERAS_HOME: an empty dir, and a network that fails at once (as in test_data.py).
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    offline(monkeypatch, tmp_path)
     with pytest.raises(DataError) as info:
         load_dataset("mnist", 10, 10)
     text = str(info.value)

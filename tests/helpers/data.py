@@ -16,6 +16,20 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist" / "mnist.npz"
 REQUIRE_SHARED_DATA = "AETRACK_REQUIRE_SHARED_DATA"
 
 
+def offline(monkeypatch, keras_home: Path) -> None:
+    """No network for this test: Keras downloads to $KERAS_HOME (an empty dir here) and every
+    download fails at once."""
+    import urllib.request
+
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlretrieve", unreachable)
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+
+
 def shared_mnist(path: Path = SHARED_MNIST) -> Path:
     """`path` if the real MNIST copy is there; otherwise skip the test, or fail it under
     AETRACK_REQUIRE_SHARED_DATA=1."""
