@@ -1,4 +1,5 @@
-"""A real `mlflow models serve` process serving a registered encoder over HTTP on 127.0.0.1."""
+"""Real `mlflow models serve` processes serving a registered encoder and scorer, and `aetrack serve`,
+over HTTP on 127.0.0.1."""
 
 import json
 import os
@@ -20,13 +21,16 @@ STARTUP_SECONDS = 180
 pytestmark = pytest.mark.slow
 
 
-def test_served_encoder_answers_invocations_with_codes(registered, tmp_path):
+@pytest.mark.parametrize("part", ["encoder", "scorer"])
+def test_mlflow_models_serve_answers_as_the_model_in_memory(registered, tmp_path, part):
+    """The encoder answers its codes; the scorer one anomaly score per sample (its (n, 1) column),
+    the per-sample MSE of the run's autoencoder."""
     from aetrack.data import load_dataset
 
     port = free_port()
     log = open(tmp_path / "serve.log", "w+")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{registered.prefix}-encoder/1",
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{registered.prefix}-{part}/1",
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(registered.uri), cwd=tmp_path,
         start_new_session=True,  # its own process group, so the test can stop the server and its workers
@@ -46,10 +50,15 @@ def test_served_encoder_answers_invocations_with_codes(registered, tmp_path):
         answered = time.monotonic() - asked
         print(f"serve: ready after {ready:.1f}s, /invocations answered in {answered * 1000:.0f} ms")
 
-        codes = np.asarray(body["predictions"], dtype=np.float32)
-        assert codes.shape == (5, 8)
-        expected = registered.results[0].model.get_layer("encoder")(x, training=False).numpy()
-        np.testing.assert_allclose(codes, expected, atol=1e-5)
+        answered = np.asarray(body["predictions"], dtype=np.float32)
+        model = registered.results[0].model
+        if part == "encoder":
+            expected = model.get_layer("encoder")(x, training=False).numpy()
+            assert answered.shape == (5, 8)
+        else:
+            expected = np.mean((x - model(x, training=False).numpy()) ** 2, axis=1, keepdims=True)
+            assert answered.shape == (5, 1)
+        np.testing.assert_allclose(answered, expected, rtol=1e-4, atol=1e-6)
 
         # A request of the wrong width is refused by the signature, not answered with garbage.
         bad = urllib.request.Request(
