@@ -106,6 +106,7 @@ def test_checkpoint_replaces_the_previous_one(basic_run):
     assert "aetrack.heartbeat" in tags
 
 
+@pytest.mark.slow  # trains in-process for several seconds: make test, not test-fast
 def test_a_crash_while_writing_never_breaks_the_last_checkpoint(tracking, tiny_config, tmp_path):
     """Each half-written state a crash can leave: the reader still finds the last whole checkpoint."""
     from aetrack.tracking.checkpoints import read_checkpoint
@@ -217,12 +218,14 @@ def test_finished_run_is_refused(one_epoch_run):
     _assert_refused(MlflowClient(), run_id, "it is FINISHED; only KILLED, FAILED or stale RUNNING runs")
 
 
+@pytest.mark.slow  # trains in-process for several seconds: make test, not test-fast
 def test_run_without_checkpoint_is_refused(tracking, tiny_config, monkeypatch):
     client = MlflowClient()
     run_id = _killed_run(client, tiny_config(epochs=3, checkpoint_every=0), monkeypatch)
     _assert_refused(client, run_id, "it has no checkpoint (checkpoint_every=0")
 
 
+@pytest.mark.slow  # trains in-process for several seconds: make test, not test-fast
 def test_checkpoint_of_other_params_is_refused(tracking, tiny_config, monkeypatch):
     from aetrack.models import build_dense_autoencoder, compile_autoencoder
     from aetrack.tracking.checkpoints import write_checkpoint

@@ -32,6 +32,7 @@ def test_basic_run_logs_quality_metrics(basic_run, tiny_config):
     assert 5 < logged["test_psnr"] < 60 and 0 < logged["test_ssim"] < 1
 
 
+@pytest.mark.slow  # trains in-process for several seconds: make test, not test-fast
 def test_denoiser_psnr_gain_on_real_digits(tracking, tiny_config, real_mnist_small):
     config = tiny_config(entry_point="denoise", dataset=str(real_mnist_small), train_samples=2000,
                          test_samples=200, epochs=3, code_size=64, noise_factor=0.4)
@@ -55,6 +56,7 @@ def test_denoiser_psnr_gain_on_real_digits(tracking, tiny_config, real_mnist_sma
     assert logged["test_psnr_noise_0.4"] == pytest.approx(logged["test_psnr"], abs=0.5)
 
 
+@pytest.mark.slow  # trains in-process for several seconds: make test, not test-fast
 def test_excluded_digit_is_flagged_by_reconstruction_error(tracking, tiny_config, real_mnist_small):
     from sklearn.metrics import roc_auc_score
 
