@@ -41,10 +41,13 @@ def _stat_fields(pid: int | str) -> list[str] | None:
         return None
 
 
+def _started(fields: list[str] | None) -> str | None:
+    return fields[19] if fields and len(fields) > 19 else None  # field 22 of the whole line
+
+
 def start_ticks(pid: int | str) -> str | None:
     """When process `pid` started (field 22 of /proc/<pid>/stat), or None where that cannot be read."""
-    fields = _stat_fields(pid)
-    return fields[19] if fields and len(fields) > 19 else None
+    return _started(_stat_fields(pid))
 
 
 def heartbeat(client, run_id: str) -> None:
@@ -78,7 +81,7 @@ def process_alive(host: str | None, pid: str | None, started: str | None = None)
     if fields and fields[0] in ("Z", "X"):
         return False
     if started:
-        now = fields[19] if fields and len(fields) > 19 else None
+        now = _started(fields)
         return now is None or now == started
     return True
 
