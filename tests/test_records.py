@@ -181,3 +181,53 @@ def test_mlflow_models_predict_prints_json(registered, tmp_path):
     codes = np.asarray(json.loads(out.stdout)["predictions"], dtype=np.float32)
     expected = registered.results[1].model.get_layer("encoder")(x, training=False).numpy()
     np.testing.assert_allclose(codes, expected, atol=1e-5)
+
+
+def test_a_run_that_loses_the_race_to_record_its_data_links_the_winners_record(tracking, tmp_path):
+    """Concurrent runs on one dataset (a team server, a sweep) all find its record missing and
+    all insert it; MLflow fails the losers on the record's key. The race is played here on the
+    real store: another writer inserts the same dataset between this run's check and its insert.
+    The run still records its inputs, as links to the winner's record, and adds none of its own."""
+    import uuid
+
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.models import SqlDataset
+    from sqlalchemy.orm import Session
+
+    from aetrack.config import TrainConfig
+    from aetrack.data import Dataset
+    from aetrack.tracking.records import record_run_inputs
+
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.random((8, 784), np.float32), rng.random((4, 784), np.float32)
+    dataset = Dataset("raced", x_train, None, x_test, None, "ab" * 32, str(tmp_path / "raced.npz"),
+                      "cd" * 32, "ef" * 32)
+    client = MlflowClient()
+    store = client._tracking_client.store
+    winner_source = json.dumps({"uri": "the other run's"})
+    raced = []
+
+    def insert_first(session, flush_context, instances):
+        pending = [o for o in session.new if isinstance(o, SqlDataset)]
+        if pending and not raced:
+            raced.append(len(pending))
+            with Session(store.engine) as other:
+                other.add_all([SqlDataset(dataset_uuid=uuid.uuid4().hex, experiment_id=o.experiment_id, name=o.name,
+                                          digest=o.digest, dataset_source_type=o.dataset_source_type,
+                                          dataset_source=winner_source, dataset_schema=o.dataset_schema,
+                                          dataset_profile=o.dataset_profile) for o in pending])
+                other.commit()
+
+    mlflow.set_experiment("raced")
+    sqlalchemy.event.listen(Session, "before_flush", insert_first)
+    try:
+        with mlflow.start_run() as run:
+            record_run_inputs(client, run.info.run_id, TrainConfig(register=False), dataset, "raced-run")
+    finally:
+        sqlalchemy.event.remove(Session, "before_flush", insert_first)
+    assert raced == [2]  # the training and the evaluation records, both lost
+    inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in inputs) == ["raced-test", "raced-train"]
+    assert {i.dataset.source for i in inputs} == {winner_source}
+    with Session(store.engine) as session:
+        assert session.query(SqlDataset).count() == 2

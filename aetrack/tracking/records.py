@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aetrack.data import Dataset, SampleSpec
 from aetrack.data.streams import Streamed
 from aetrack.names import DATA_KIND, NOTE_TAG, SAMPLE_SHAPE
+from aetrack.tracking.conflicts import retry_conflicts
 
 # Leading hex characters of aetrack's SHA-256 used as an MLflow dataset digest. MLflow caps a
 # digest at 36 characters (mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE); 32 hex = 128 bits.
@@ -121,8 +122,9 @@ def record_run_inputs(client, run_id: str, config, dataset: Dataset, run_name: s
 
     datasets = run_datasets(dataset)
     tags = [dataset_tags(dataset, dataset.train_count), dataset_tags(dataset, len(dataset.x_test))]
-    mlflow.log_inputs(datasets=[datasets.training, datasets.evaluation], contexts=[TRAINING, EVALUATION],
-                      tags_list=tags)
+    # Concurrent runs on one dataset race to create its record; the loser's retry links the winner's.
+    retry_conflicts(lambda: mlflow.log_inputs(datasets=[datasets.training, datasets.evaluation],
+                                              contexts=[TRAINING, EVALUATION], tags_list=tags))
     client.set_tag(run_id, NOTE_TAG, run_note(config, dataset, run_name))
     if config.init_model:
         log_init_model_input(client, run_id, config.init_model)

@@ -13,20 +13,17 @@ the functions: `aetrack --help` imports this module's callers without it.
 from __future__ import annotations
 
 import sys
-import time
-from typing import Callable, TypeVar
 
 from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.names import CANDIDATE, DATA_KIND, MODEL_VERSIONS_TAG, PARTS, SAMPLE_SHAPE, compared_metric
 # Importable from here as before: train, the sweep, tests and benchmarks use these names.
+from aetrack.tracking.conflicts import retry_conflicts
 from aetrack.tracking.logged_models import layer_widths, log_models, pip_requirements, signature_for
 from aetrack.tracking.promotion import Promotion, promote
 
 __all__ = ["PARTS", "Promotion", "layer_widths", "link_version", "log_models", "logged_model_versions",
            "pip_requirements", "promote", "register_models", "register_run_models", "signature_for",
            "unlink_version", "version_description", "version_tags"]
-
-T = TypeVar("T")
 
 
 def register_run_models(logged: dict, config, run_id: str, dataset, metrics: dict[str, float],
@@ -85,7 +82,7 @@ def register_models(logged: dict, prefix: str, run_id: str, tags: dict[str, str]
         for part, info in logged.items():
             name = f"{prefix}-{part}"
             _ensure_registered_model(client, name)
-            version = _retry_locked(
+            version = retry_conflicts(
                 lambda: client.create_model_version(
                     name, source=info.model_uri, run_id=run_id, model_id=info.model_id,
                     tags={**tags, "part": part}, description=description,
@@ -94,7 +91,7 @@ def register_models(logged: dict, prefix: str, run_id: str, tags: dict[str, str]
             created.append((name, str(version), info.model_id))
             link_version(client, info.model_id, name, str(version))
         for name, version, _ in created:
-            _retry_locked(lambda: client.set_registered_model_alias(name, CANDIDATE, version))
+            retry_conflicts(lambda: client.set_registered_model_alias(name, CANDIDATE, version))
     except BaseException:
         _delete_versions(client, created)
         raise
@@ -133,20 +130,20 @@ def unlink_version(client, model_id: str | None, name: str, version: str) -> Non
         if kept:
             _set_versions(client, model_id, kept)
         else:
-            _retry_locked(lambda: client.delete_logged_model_tag(model_id, MODEL_VERSIONS_TAG))
+            retry_conflicts(lambda: client.delete_logged_model_tag(model_id, MODEL_VERSIONS_TAG))
 
 
 def _set_versions(client, model_id: str, versions: list[dict[str, str]]) -> None:
     import json
 
-    _retry_locked(lambda: client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(versions)}))
+    retry_conflicts(lambda: client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(versions)}))
 
 
 def _ensure_registered_model(client, name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        _retry_locked(lambda: client.create_registered_model(
+        retry_conflicts(lambda: client.create_registered_model(
             name, description="Registered by aetrack; versions are tagged with run_id and test metrics."
         ))
     except MlflowException as exc:
@@ -158,28 +155,7 @@ def _ensure_registered_model(client, name: str) -> None:
 def _delete_versions(client, created: list[tuple[str, str, str]]) -> None:
     for name, version, model_id in reversed(created):
         try:
-            _retry_locked(lambda: client.delete_model_version(name, version))
+            retry_conflicts(lambda: client.delete_model_version(name, version))
             unlink_version(client, model_id, name, version)
         except Exception as exc:  # noqa: BLE001 - keep cleaning up, then re-raise the original
             print(f"aetrack: could not delete {name} version {version}: {exc}", file=sys.stderr)
-
-
-_RETRYABLE = ("database is locked", 'unique constraint "registered_model_alias_pk"')
-
-
-def _retry_locked(call: Callable[[], T], attempts: int = 8) -> T:
-    """Retry a registry call that SQLite refused because another process held the lock.
-
-    MLflow sets a busy timeout, but SQLite can still answer "database is locked" at once when two
-    writers upgrade their locks together (two runs registering at the same time). On a server with
-    a SQL database (PostgreSQL), two runs setting the same alias at once race in MLflow's
-    insert-or-update of the alias row; the loser's retry finds the row and updates it.
-    """
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:  # noqa: BLE001 - only lock errors are retried
-            if not any(m in str(exc) for m in _RETRYABLE) or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
