@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -392,8 +393,8 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
 
 def test_a_second_signal_while_the_run_ends_changes_nothing(tracking, tiny_config):
     """Issue 19: `mlflow run` answers Ctrl-C with SIGTERM to aetrack, so a second signal is often
-    pending when the first is handled. Both arrive at once here (blocked, sent, unblocked at an
-    epoch's end): the run still ends KILLED with the first one's reason, and the SIGTERM neither
+    pending when the first is handled. Both arrive at once here (sent to the training thread while
+    it blocks them, unblocked at an epoch's end): the run still ends KILLED with the first one's reason, and the SIGTERM neither
     interrupts the ending nor, its default action, kills the process afterwards."""
     import keras
 
@@ -403,9 +404,11 @@ def test_a_second_signal_while_the_run_ends_changes_nothing(tracking, tiny_confi
 
     class SignalsTwice(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            # To this thread, which blocks them: sent to the process, each would go to whichever
+            # other thread (TensorFlow's, MLflow's) runs first, so SIGTERM could be handled first.
             signal.pthread_sigmask(signal.SIG_BLOCK, both)
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, both)  # both delivered: SIGINT's handler runs first
 
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in the CLI: SIGTERM kills by default
