@@ -16,8 +16,8 @@ import sys
 
 from aetrack.data import MNIST_SPEC, SampleSpec
 from aetrack.names import CANDIDATE, DATA_KIND, MODEL_VERSIONS_TAG, PARTS, SAMPLE_SHAPE, compared_metric
-# Importable from here as before: train, the sweep, tests and benchmarks use these names.
 from aetrack.tracking.conflicts import retry_conflicts
+# Importable from here as before: train, the sweep, tests and benchmarks use these names.
 from aetrack.tracking.logged_models import layer_widths, log_models, pip_requirements, signature_for
 from aetrack.tracking.promotion import Promotion, promote
 
