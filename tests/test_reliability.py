@@ -394,8 +394,9 @@ def test_signal_during_training_kills_the_run(tmp_path, tiny_npz, signal_number,
 def test_a_second_signal_while_the_run_ends_changes_nothing(tracking, tiny_config):
     """Issue 19: `mlflow run` answers Ctrl-C with SIGTERM to aetrack, so a second signal is often
     pending when the first is handled. Both arrive at once here (sent to the training thread while
-    it blocks them, unblocked at an epoch's end): the run still ends KILLED with the first one's reason, and the SIGTERM neither
-    interrupts the ending nor, its default action, kills the process afterwards."""
+    it blocks them, unblocked at an epoch's end): the run still ends KILLED with the first one's
+    reason, and the SIGTERM neither interrupts the ending nor, its default action, kills the
+    process afterwards."""
     import keras
 
     from aetrack.train import train

@@ -1,9 +1,9 @@
 """Registering a run's logged models: each part a new version of `<prefix>-autoencoder`,
 `<prefix>-encoder`, `<prefix>-decoder` and `<prefix>-scorer`, tagged with where it came from (and
 its test metrics, `anomaly_threshold` among them: the scorer's threshold) and aliased `candidate`;
-retried while SQLite is locked, and rolled back if registering fails part-way. Each logged model
-records its versions as `mlflow.register_model` does (the `mlflow.modelVersions` tag), so its page
-in the MLflow UI lists them instead of "Not registered".
+retried when another run wrote at the same time (`conflicts`), and rolled back if registering
+fails part-way. Each logged model records its versions as `mlflow.register_model` does (the
+`mlflow.modelVersions` tag), so its page in the MLflow UI lists them instead of "Not registered".
 
 Logging the parts is `aetrack.tracking.logged_models`, moving `champion` is
 `aetrack.tracking.promotion`; their names are importable from here too. MLflow is imported inside
